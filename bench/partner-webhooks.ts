@@ -15,7 +15,7 @@ import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { WebhookEventType } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import { PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
 import { TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { buildEvent, callerHeaders, createLogger, createPeers, createPool, JetStreamBus, MemoryCache, Metrics, signingInterceptor, startService } from "@ttip/runtime";
+import { buildEvent, callerHeaders, createLogger, createPeers, createPool, JetStreamBus, MemoryCache, Metrics, signingInterceptor, startService, stepUpHeaders } from "@ttip/runtime";
 import { startNats, startPostgres } from "@ttip/runtime/testing";
 
 const events = Number(process.argv[2] ?? 2_000);
@@ -52,7 +52,7 @@ const as = (subject: string, role: "admin" | "partner") =>
   createGrpcTransport({
     baseUrl: auth.server.url,
     interceptors: [(next) => (req) => {
-      for (const [k, v] of Object.entries(callerHeaders(subject, role))) req.header.set(k, v);
+      for (const [k, v] of Object.entries({ ...callerHeaders(subject, role), ...(role === "admin" ? stepUpHeaders() : {}) })) req.header.set(k, v);
       return next(req);
     }, signingInterceptor()],
   });

@@ -17,7 +17,7 @@ import { clientAddressKey } from "./rate-limit.js";
  * - "admin": one of `roles` (admin, support, finance) and a client address
  *   inside an allow-listed network; with `stepUp`, also a device step-up token
  *   (header x-ttip-step-up, purpose "admin") that auth verifies and spends: an
- *   action that moves money needs the admin's device, not only a stolen token;
+ *   action that moves money or grants access needs the admin's device, not only a stolen token;
  * - "partner": partner keys only; "internal": never through the gateway.
  * `partnerScope`: the scope a partner key needs; absent, the RPC is closed to partner keys.
  */
@@ -120,7 +120,7 @@ export function policyInterceptor(options: PolicyOptions = {}): Interceptor {
 
 async function checkStepUp(token: string | null, userId: string, verify: PolicyOptions["verifyStepUp"]): Promise<void> {
   if (!token) {
-    throw denied(`this action moves money: confirm it with your device first (${STEP_UP_HEADER} header with a step-up token for "admin")`);
+    throw denied(`this action moves money or grants access: confirm it with your device first (${STEP_UP_HEADER} header with a step-up token for "admin")`);
   }
   if (!verify) throw denied("device step-up is not configured on this gateway");
   try {

@@ -15,7 +15,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { createPaymentModule } from "@ttip/payment";
 import { simulatedPaymentConfig, startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
 import { createQrModule } from "@ttip/qr";
-import { callerHeaders, Metrics, type RedisCache, type Role, type RunningServer } from "@ttip/runtime";
+import { callerHeaders, Metrics, stepUpHeaders, type RedisCache, type Role, type RunningServer } from "@ttip/runtime";
 import { captureLogger, failure, KES, startTestService, testPhone, type TestService } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { startGateway } from "../src/index.js";
@@ -56,7 +56,7 @@ describe("partner keys act only for the workers and venues linked to them", () =
     const issue = async (partnerName: string) => {
       const r = await admin.issuePartnerApiKey(
         { partnerName, scopes: ["tips:create", "tips:read", "qr:read", "qr:write"], idempotencyKey: `issue-${randomUUID()}` },
-        { headers: callerHeaders(randomUUID(), "admin") },
+        { headers: { ...callerHeaders(randomUUID(), "admin"), ...stepUpHeaders() } },
       );
       return { keyId: r.key!.keyId, secret: r.secret };
     };
@@ -169,7 +169,7 @@ describe("partner keys act only for the workers and venues linked to them", () =
     });
 
     const admin = createClient(AuthAdminService, t.ctx.peers("auth"));
-    const adminOpts = { headers: callerHeaders(randomUUID(), "admin") };
+    const adminOpts = { headers: { ...callerHeaders(randomUUID(), "admin"), ...stepUpHeaders() } };
     const { key: issued } = await admin.issuePartnerApiKey({ partnerName: "Retired Till", scopes: ["tips:create"], idempotencyKey: `issue-${randomUUID()}` }, adminOpts);
     await admin.revokePartnerApiKey({ keyId: issued!.keyId }, adminOpts);
     assert.deepEqual(await failure(client.linkPartner({ keyId: issued!.keyId, ownerKind: OwnerKind.WORKER, ownerId: mine }, opts)), {

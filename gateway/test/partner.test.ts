@@ -86,7 +86,7 @@ describe("partner calls through the gateway", () => {
       corsOrigins: [],
       partners: { authUrl: t.service.server.url, rateLimit: { points: 20, durationSeconds: 60 } },
     });
-    const admin = t.client(AuthAdminService, { subject: randomUUID(), roles: ["admin"] });
+    const admin = t.client(AuthAdminService, { subject: randomUUID(), roles: ["admin"], stepUp: true });
     const issue = async (name: string, scopes: string[]): Promise<Key> => {
       const r = await admin.issuePartnerApiKey({ partnerName: name, scopes, idempotencyKey: `issue-${randomUUID()}` });
       return { keyId: r.key!.keyId, secret: r.secret };
@@ -234,7 +234,7 @@ describe("partner calls through the gateway", () => {
   test("usage: each verified call is counted for its key and today by how it ended; a call whose signature fails is not", () =>
     // The counts are kept per Nairobi day (runtime's partner-usage): calls made on one day, read on the next, are yesterday's.
     withinOneDay(nairobiDay, async () => {
-      const r = await t.client(AuthAdminService, { subject: randomUUID(), roles: ["admin"] }).issuePartnerApiKey({ partnerName: "Usage Counted", scopes: ["qr:read"], idempotencyKey: `issue-${randomUUID()}` });
+      const r = await t.client(AuthAdminService, { subject: randomUUID(), roles: ["admin"], stepUp: true }).issuePartnerApiKey({ partnerName: "Usage Counted", scopes: ["qr:read"], idempotencyKey: `issue-${randomUUID()}` });
       const key = { keyId: r.key!.keyId, secret: r.secret };
       const qr = (i: Interceptor[]) => createClient(QrService, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1", useBinaryFormat: true, interceptors: i }));
       await assert.doesNotReject(qr([signer(key, "connect")]).getQrCode({ qrCodeId: randomUUID() }));

@@ -48,7 +48,9 @@ describe("gateway per-RPC policy", () => {
     assert.deepEqual(ruleFor(AuthService.method.refreshSession), { access: "anonymous" });
     assert.deepEqual(ruleFor(AuthService.method.getMe), { access: "signed_in" });
     // An admin RPC declaring no roles of its own: admin only. Reads are open to support and finance; money moves to finance.
-    assert.deepEqual(ruleFor(AuthAdminService.method.setUserRoles), { access: "admin", roles: ["admin"] });
+    assert.deepEqual(ruleFor(AuthAdminService.method.unlockUser), { access: "admin", roles: ["admin"] });
+    // Granting a role grants its powers: with the device.
+    assert.deepEqual(ruleFor(AuthAdminService.method.setUserRoles), { access: "admin", roles: ["admin"], stepUp: true });
     assert.deepEqual(ruleFor(AuthAdminService.method.searchUsers), { access: "admin", roles: ["admin", "support", "finance"] });
     assert.deepEqual(ruleFor(WalletAdminService.method.listAccounts), { access: "admin", roles: ["admin", "finance"] });
     assert.deepEqual(ruleFor(WalletAdminService.method.reverseEntry), { access: "admin", roles: ["admin", "finance"], stepUp: true });

@@ -18,7 +18,7 @@ import { PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { accessOf, callerHeaders, signingInterceptor } from "@ttip/runtime";
+import { accessOf, callerHeaders, signingInterceptor, stepUpHeaders } from "@ttip/runtime";
 import { modules, publicServices } from "./modules.js";
 
 export type SandboxKey = PartnerKey;
@@ -45,7 +45,8 @@ export function allPartnerScopes(): string[] {
  */
 export async function issueSandboxKey(authUrl: string, qrUrl: string): Promise<SandboxKey> {
   const asPlatform: Interceptor = (next) => (req) => {
-    for (const [k, v] of Object.entries(callerHeaders(SANDBOX_ISSUER, "admin"))) req.header.set(k, v);
+    // Issuing a key takes a device step-up: the platform issuing its own sandbox key in process stands in for it.
+    for (const [k, v] of Object.entries({ ...callerHeaders(SANDBOX_ISSUER, "admin"), ...stepUpHeaders() })) req.header.set(k, v);
     return next(req);
   };
   const as = (baseUrl: string) => createGrpcTransport({ baseUrl, interceptors: [asPlatform, signingInterceptor()] });

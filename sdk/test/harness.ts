@@ -73,7 +73,7 @@ export async function startSdkPlatform(): Promise<SdkPlatform> {
       corsOrigins: [],
       partners: { authUrl: t.service.server.url },
     });
-    const issued = await t.client(AuthAdminService, { subject: randomUUID(), roles: ["admin"] })
+    const issued = await t.client(AuthAdminService, { subject: randomUUID(), roles: ["admin"], stepUp: true })
       .issuePartnerApiKey({ partnerName: "Savanna POS", scopes: ["qr:read", "webhooks:read", "webhooks:write"], idempotencyKey: `sdk-${randomUUID()}` });
     const key = { keyId: issued.key!.keyId, secret: issued.secret };
     // A customer tips at the partner's checkout: POST here publishes tip.succeeded for

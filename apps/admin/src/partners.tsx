@@ -3,7 +3,7 @@
 import { useEffect, useState } from "react";
 import type { PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
-import { api, errorText, hasRole, type Session } from "./api";
+import { api, errorText, hasRole, stepUp, type Session } from "./api";
 import { PartnerUsage } from "./partner-usage";
 import { PartnerWebhooks } from "./partner-webhooks";
 import { Action, Section, when } from "./ui";
@@ -42,7 +42,8 @@ export function Partners({ session }: { session: Session }) {
           label="Issue key"
           disabledWhy={notAdmin}
           run={async (_, send) => {
-            const r = await send((key) => admin.issuePartnerApiKey({ partnerName: name.trim(), scopes, idempotencyKey: key }));
+            const proof = await stepUp();
+            const r = await send((key) => admin.issuePartnerApiKey({ partnerName: name.trim(), scopes, idempotencyKey: key }, proof));
             setSecret(r.secret);
             await load();
             return `Issued ${r.key!.prefix}…`;

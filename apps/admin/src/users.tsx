@@ -102,7 +102,7 @@ function UserDetail({ userId, session, onChanged }: { userId: string; session: S
   // Refused so, the screen shows the roles held now.
   const saveRoles = async () => {
     try {
-      onChanged((await admin.setUserRoles({ userId, roles, expectedRoles: user!.roles })).user!);
+      onChanged((await admin.setUserRoles({ userId, roles, expectedRoles: user!.roles }, await stepUp())).user!);
     } catch (err) {
       if (ConnectError.from(err).code === Code.Aborted) await load();
       throw err;

@@ -205,7 +205,9 @@ describe("admin console in chromium", () => {
   test("support: reads the queues; the money actions are disabled on screen and PERMISSION_DENIED in the API", async () => {
     const supportPhone = testPhone();
     const support = await h.signUp(supportPhone, "4826");
-    await h.api(AuthAdminService, adminToken).setUserRoles({ userId: support.userId, roles: [Role.SUPPORT] });
+    const roles = { userId: support.userId, roles: [Role.SUPPORT] };
+    assert.equal(await codeOf(h.api(AuthAdminService, adminToken).setUserRoles(roles)), "PermissionDenied", "roles are granted only with the device's step-up");
+    await h.api(AuthAdminService, adminToken).setUserRoles(roles, await h.stepUp(adminToken, "7391"));
     const page = await h.page();
     await h.signIn(page, supportPhone, "4826");
     await page.getByRole("heading", { name: "Users" }).waitFor();
@@ -1038,7 +1040,9 @@ describe("admin console in chromium", () => {
   test("partner webhooks: a partner key's tip is delivered to its loopback receiver, shown in the Partners screen's log (by key and status), replayed by the admin under the same delivery id; support sees it but may not replay", async () => {
     const receiver = await startWebhookReceiver();
     try {
-      const issued = await h.api(AuthAdminService, adminToken).issuePartnerApiKey({ partnerName: "Nyama Choma POS", scopes: ["tips:create", "webhooks:write"], idempotencyKey: randomUUID() });
+      const issue = { partnerName: "Nyama Choma POS", scopes: ["tips:create", "webhooks:write"], idempotencyKey: randomUUID() };
+      assert.equal(await codeOf(h.api(AuthAdminService, adminToken).issuePartnerApiKey(issue)), "PermissionDenied", "a key is issued only with the device's step-up");
+      const issued = await h.api(AuthAdminService, adminToken).issuePartnerApiKey(issue, await h.stepUp(adminToken, "7391"));
       const key = { keyId: issued.key!.keyId, secret: issued.secret };
       const signed = <S extends DescService>(service: S) =>
         createClient(service, createConnectTransport({ baseUrl: h.url, httpVersion: "1.1", useBinaryFormat: true, interceptors: [partnerCallSigner(key)] }));

@@ -23,7 +23,7 @@ import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { AdjustableClock, JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
-import { captureLogger, createTestDatabase, eventually as waitUntil, testEnv, testPhone, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
+import { captureLogger, createTestDatabase, deviceStepUp, eventually as waitUntil, testEnv, testPhone, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
 import { createVenueModule } from "@ttip/venue";
 import { wallet } from "@ttip/wallet";
 import { createQrModule } from "@ttip/qr";
@@ -238,6 +238,11 @@ export class AdminHarness {
       return next(req);
     };
     return createClient(service, createConnectTransport({ baseUrl: this.url, httpVersion: "1.1", interceptors: [headers] }));
+  }
+
+  /** Call options carrying a device step-up for `token`'s admin (a key registered with `pin`), for API calls a test makes itself. */
+  stepUp(token: string, pin: string): Promise<{ headers: Record<string, string> }> {
+    return deviceStepUp(this.api(AuthService, token), pin);
   }
 
   /** The console's payment detail of a worker's payout, found by the Payments screen's filters. */

@@ -57,7 +57,7 @@ describe("TypeScript SDK against a running gateway", () => {
       corsOrigins: [],
       partners: { authUrl: t.service.server.url },
     });
-    const issued = await t.client(AuthAdminService, { subject: randomUUID(), roles: ["admin"] })
+    const issued = await t.client(AuthAdminService, { subject: randomUUID(), roles: ["admin"], stepUp: true })
       .issuePartnerApiKey({ partnerName: "Savanna POS", scopes: ["qr:read"], idempotencyKey: `sdk-${randomUUID()}` });
     key = { keyId: issued.key!.keyId, secret: issued.secret };
   });
@@ -180,7 +180,7 @@ describe("TypeScript SDK against a running gateway", () => {
   });
 
   test("accepts a real delivery from the platform: subscribe with the SDK's client, receive a tip event, verify it", async () => {
-    const hooks = await t.client(AuthAdminService, { subject: randomUUID(), roles: ["admin"] })
+    const hooks = await t.client(AuthAdminService, { subject: randomUUID(), roles: ["admin"], stepUp: true })
       .issuePartnerApiKey({ partnerName: "Hooked POS", scopes: ["webhooks:write"], idempotencyKey: `sdk-${randomUUID()}` });
     const hookKey = { keyId: hooks.key!.keyId, secret: hooks.secret };
     const received: Array<{ header: string; body: string }> = [];

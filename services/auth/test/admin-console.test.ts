@@ -54,7 +54,7 @@ describe("admin console: first admin, roles, users", () => {
 
   test("support reads users and is refused every change, by the gateway and by the service", async () => {
     const s = await h.signUpWithPin(testPhone(), "5820");
-    await h.admin(adminToken).setUserRoles({ userId: s.userId, roles: [Role.SUPPORT] });
+    await h.admin(adminToken).setUserRoles({ userId: s.userId, roles: [Role.SUPPORT] }, await h.stepUp(adminToken, "7391"));
     const supportToken = (await h.loginWithPin((await h.t.db.pool.query("SELECT phone FROM auth.users WHERE user_id = $1", [s.userId])).rows[0].phone, "5820")).accessToken;
     const support = h.admin(supportToken);
     assert.equal((await support.getUser({ userId: adminId })).user!.userId, adminId);
@@ -74,15 +74,15 @@ describe("admin console: first admin, roles, users", () => {
     const read = [Role.WORKER];
     // A venue's manager invitation accepted after the admin read the user.
     await h.internal.grantVenueManagerRole({ userId: s.userId });
-    const stale = await h.admin(adminToken).setUserRoles({ userId: s.userId, roles: [Role.WORKER, Role.SUPPORT], expectedRoles: read }).catch((e: ConnectError) => e);
+    const stale = await h.admin(adminToken).setUserRoles({ userId: s.userId, roles: [Role.WORKER, Role.SUPPORT], expectedRoles: read }, await h.stepUp(adminToken, "7391")).catch((e: ConnectError) => e);
     assert.ok(stale instanceof ConnectError && stale.code === Code.Aborted, String(stale));
     assert.match(stale.message, /expected_roles: .*now worker, venue_manager/);
     assert.deepEqual((await h.admin(adminToken).getUser({ userId: s.userId })).user!.roles, [Role.WORKER, Role.VENUE_MANAGER], "nothing changed");
     const roles = [Role.WORKER, Role.VENUE_MANAGER, Role.SUPPORT];
-    const saved = await h.admin(adminToken).setUserRoles({ userId: s.userId, roles, expectedRoles: [Role.VENUE_MANAGER, Role.WORKER] });
+    const saved = await h.admin(adminToken).setUserRoles({ userId: s.userId, roles, expectedRoles: [Role.VENUE_MANAGER, Role.WORKER] }, await h.stepUp(adminToken, "7391"));
     assert.deepEqual(saved.user!.roles, roles);
     // Its answer lost, the console sends it again: the user holds those roles already.
-    assert.deepEqual((await h.admin(adminToken).setUserRoles({ userId: s.userId, roles, expectedRoles: [Role.WORKER, Role.VENUE_MANAGER] })).user!.roles, roles);
+    assert.deepEqual((await h.admin(adminToken).setUserRoles({ userId: s.userId, roles, expectedRoles: [Role.WORKER, Role.VENUE_MANAGER] }, await h.stepUp(adminToken, "7391"))).user!.roles, roles);
   });
 
   test("search by id, by phone as people type it, by name; bad queries name the field", async () => {
@@ -202,14 +202,14 @@ describe("admin console: first admin, roles, users", () => {
   }
 
   test("the last admin keeps the role", async () => {
-    assert.match(await message(h.admin(adminToken).setUserRoles({ userId: adminId, roles: [Role.WORKER] })), /last admin/);
+    assert.match(await message(h.admin(adminToken).setUserRoles({ userId: adminId, roles: [Role.WORKER] }, await h.stepUp(adminToken, "7391"))), /last admin/);
   });
 
   test("an admin who can sign in is always left: not blocked by their own id in capitals, nor by two admins blocking each other at once; a blocked admin counts for none", async () => {
     // Before, the id in capitals passed the check, and the only admin was locked out for good.
     assert.match(await message(h.admin(adminToken).blockUser({ userId: adminId.toUpperCase(), reason: "oops" })), /block yourself/);
     const second = await h.signUpWithPin(testPhone(), "6142");
-    await h.admin(adminToken).setUserRoles({ userId: second.userId, roles: [Role.WORKER, Role.ADMIN] });
+    await h.admin(adminToken).setUserRoles({ userId: second.userId, roles: [Role.WORKER, Role.ADMIN] }, await h.stepUp(adminToken, "7391"));
     const secondToken = (await h.api().refreshSession({ refreshToken: second.tokens.refreshToken })).tokens!.accessToken;
     // Each blocks the other at once: before, both committed, and nobody could sign in to the console again.
     const [byFirst, bySecond] = await Promise.all([
@@ -217,9 +217,9 @@ describe("admin console: first admin, roles, users", () => {
       fails(h.admin(secondToken).blockUser({ userId: adminId, reason: "race" })),
     ]);
     assert.deepEqual([byFirst, bySecond].sort(), ["FailedPrecondition", "ok"]);
-    const standing = byFirst === "ok" ? { id: adminId, token: adminToken } : { id: second.userId, token: secondToken };
+    const standing = byFirst === "ok" ? { id: adminId, token: adminToken, pin: "7391" } : { id: second.userId, token: secondToken, pin: "6142" };
     // The other is blocked: it counts for no admin, so the one standing keeps the role.
-    assert.match(await message(h.admin(standing.token).setUserRoles({ userId: standing.id, roles: [Role.WORKER] })), /last admin/);
+    assert.match(await message(h.admin(standing.token).setUserRoles({ userId: standing.id, roles: [Role.WORKER] }, await h.stepUp(standing.token, standing.pin))), /last admin/);
     // Every admin blocked (by hand in the database): a setup token is the way back in (before, refused for good).
     await h.t.db.pool.query("UPDATE auth.users SET blocked_at = now() WHERE user_id = $1", [standing.id]);
     assert.ok(await issueSetupToken(h.t.db.pool));

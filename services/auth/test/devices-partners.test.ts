@@ -234,17 +234,19 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
   });
 
   test("partner keys: issued once (hashed and sealed at rest), idempotent, HMAC-signed requests with a replay window", async () => {
-    const root = await h.signUp(testPhone());
+    const root = await h.signUpWithPin(testPhone(), "3917");
     await h.makeAdmin(root.userId);
     const adminToken = (await h.api().refreshSession({ refreshToken: root.tokens.refreshToken })).tokens!.accessToken;
     const admin = h.admin(adminToken);
-    const issued = await admin.issuePartnerApiKey({ partnerName: "Savanna POS", scopes: ["tips:create", "statements:read"], idempotencyKey: "issue-savanna-1" });
+    const stepUp = () => h.stepUp(adminToken, "3917");
+    assert.equal(await fails(admin.issuePartnerApiKey({ partnerName: "Savanna POS", scopes: ["tips:create"], idempotencyKey: "issue-savanna-0" })), Code.PermissionDenied, "no device step-up");
+    const issued = await admin.issuePartnerApiKey({ partnerName: "Savanna POS", scopes: ["tips:create", "statements:read"], idempotencyKey: "issue-savanna-1" }, await stepUp());
     assert.ok(issued.secret.startsWith("ttip_sk_"));
     assert.equal(issued.key?.prefix, issued.secret.slice(0, 12));
-    const again = await admin.issuePartnerApiKey({ partnerName: "Savanna POS", scopes: ["statements:read", "tips:create"], idempotencyKey: "issue-savanna-1" });
+    const again = await admin.issuePartnerApiKey({ partnerName: "Savanna POS", scopes: ["statements:read", "tips:create"], idempotencyKey: "issue-savanna-1" }, await stepUp());
     assert.equal(again.key?.keyId, issued.key?.keyId, "a retry gets the same key");
     assert.equal(again.secret, issued.secret);
-    assert.equal(await fails(admin.issuePartnerApiKey({ partnerName: "Other", scopes: ["tips:create"], idempotencyKey: "issue-savanna-1" })), Code.AlreadyExists);
+    assert.equal(await fails(admin.issuePartnerApiKey({ partnerName: "Other", scopes: ["tips:create"], idempotencyKey: "issue-savanna-1" }, await stepUp())), Code.AlreadyExists);
     const stored = await h.t.db.pool.query("SELECT * FROM auth.partner_api_keys WHERE key_id = $1", [issued.key!.keyId]);
     assert.ok(!JSON.stringify(stored.rows[0]).includes(issued.secret.slice(12)), "the secret is not stored in clear");
     assert.deepEqual(stored.rows[0].secret_hash, createHash("sha256").update(issued.secret).digest());

@@ -8,7 +8,7 @@ import { AuthAdminService, AuthInternalService, AuthService } from "@ttip/proto/
 import { Role, type TokenPair } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { startGateway } from "@ttip/gateway";
 import { AdjustableClock, Metrics, type RedisCache, type RunningServer } from "@ttip/runtime";
-import { captureLogger, startTestService, type TestService } from "@ttip/runtime/testing";
+import { captureLogger, deviceStepUp, startTestService, type TestService } from "@ttip/runtime/testing";
 import { createAuth, JWKS_PATH } from "../src/index.js";
 import { startSmsSimulator, type SmsSimulator } from "../src/testing.js";
 
@@ -30,6 +30,8 @@ export interface Harness {
   /** AuthService through the gateway, as the holder of `token` (if any) from address `ip`. */
   api(token?: string, ip?: string): ReturnType<typeof createClient<typeof AuthService>>;
   admin(token: string, ip?: string): ReturnType<typeof createClient<typeof AuthAdminService>>;
+  /** Call options carrying a device step-up for `token`'s admin (a key registered with `pin`), for RPCs declaring step_up. */
+  stepUp(token: string, pin: string): Promise<{ headers: Record<string, string> }>;
   /** AuthInternalService called directly, as another service would. */
   internal: ReturnType<typeof createClient<typeof AuthInternalService>>;
   /** The code in the newest SMS the simulator delivered to `phone`. */
@@ -72,6 +74,7 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
       { service: AuthAdminService, url: t.service.server.url },
     ],
     jwt: { jwksUrl, issuer: "ttip-auth", audience: "ttip" },
+    stepUp: { authUrl: t.service.server.url },
     rateLimit: { points: 100_000, durationSeconds: 60 },
     corsOrigins: [],
     // The test client is the trusted proxy (loopback): the address it appends to
@@ -126,6 +129,7 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
     clock,
     api,
     admin: (token, ip) => createClient(AuthAdminService, transport(token, ip)),
+    stepUp: (token, pin) => deviceStepUp(api(token), pin),
     internal: t.client(AuthInternalService),
     otpFor,
     startVerification,

@@ -15,6 +15,7 @@ import {
   AdjustableClock,
   buildEvent,
   callerHeaders,
+  stepUpHeaders,
   createPeers,
   JetStreamBus,
   Metrics,
@@ -196,7 +197,7 @@ export async function startPartnerHarness(options: { env?: Record<string, string
       baseUrl: auth!.server.url,
       httpVersion: "1.1",
       interceptors: [(next) => (req) => {
-        for (const [k, v] of Object.entries(callerHeaders(as.subject, ...(as.roles as never[])))) req.header.set(k, v);
+        for (const [k, v] of Object.entries({ ...callerHeaders(as.subject, ...(as.roles as never[])), ...stepUpHeaders() })) req.header.set(k, v);
         return next(req);
       }, signingInterceptor()],
     });

@@ -254,7 +254,7 @@ describe("auth: tokens, JWKS, refresh rotation, sessions, roles", () => {
     assert.equal(await fails(h.api().listSessions({})), Code.Unauthenticated);
     assert.equal(await fails(h.admin(worker.tokens.accessToken).getUser({ userId: worker.userId })), Code.PermissionDenied);
 
-    const root = await h.signUp(testPhone());
+    const root = await h.signUpWithPin(testPhone(), "3917");
     await h.makeAdmin(root.userId);
     const adminToken = (await h.api().refreshSession({ refreshToken: root.tokens.refreshToken })).tokens!.accessToken;
     assert.deepEqual(claimsOf(adminToken).roles, ["admin"]);
@@ -263,7 +263,7 @@ describe("auth: tokens, JWKS, refresh rotation, sessions, roles", () => {
     assert.equal(await fails(h.admin(adminToken, "203.0.113.9").getUser({ userId: worker.userId })), Code.PermissionDenied);
 
     // Roles change: the user's sessions carrying the lost role end.
-    const updated = await h.admin(adminToken).setUserRoles({ userId: worker.userId, roles: [Role.VENUE_MANAGER] });
+    const updated = await h.admin(adminToken).setUserRoles({ userId: worker.userId, roles: [Role.VENUE_MANAGER] }, await h.stepUp(adminToken, "3917"));
     assert.deepEqual(updated.user?.roles, [Role.VENUE_MANAGER]);
     assert.equal(await fails(h.api(worker.tokens.accessToken).getMe({})), Code.Unauthenticated);
     const changed = await h.admin(adminToken).listAuditEvents({ userId: worker.userId, actions: [AuditAction.ROLES_CHANGED] });

@@ -8,7 +8,7 @@ import { PayoutStatus, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { UserTier } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { callerHeaders } from "@ttip/runtime";
+import { callerHeaders, stepUpHeaders } from "@ttip/runtime";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
 let h: Harness;
@@ -16,7 +16,7 @@ before(async () => {
   h = await startHarness();
   // This harness only: a basic worker may withdraw KES 50 at a time.
   const admin = createClient(WalletAdminService, h.t.ctx.peers("wallet"));
-  await admin.setTierLimits({ tier: UserTier.BASIC, perTransaction: KES(50), daily: KES(1_000), monthly: KES(10_000) }, { headers: callerHeaders("admin-1", "admin") });
+  await admin.setTierLimits({ tier: UserTier.BASIC, perTransaction: KES(50), daily: KES(1_000), monthly: KES(10_000) }, { headers: { ...callerHeaders("admin-1", "admin"), ...stepUpHeaders() } });
 });
 after(() => h?.close());
 

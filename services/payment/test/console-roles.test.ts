@@ -108,7 +108,7 @@ describe("payment admin RPCs by console role", () => {
     ] as const) {
       const err = await call().then(() => undefined, (e) => ConnectError.from(e));
       assert.equal(err?.code, Code.PermissionDenied, name);
-      assert.match(err!.rawMessage, new RegExp(`PaymentAdminService/${name} moves money and needs the admin's device step-up: the caller's identity carries no device step-up`), name);
+      assert.match(err!.rawMessage, new RegExp(`PaymentAdminService/${name} moves money or grants access and needs the admin's device step-up: the caller's identity carries no device step-up`), name);
     }
     const held = await h.t.db.pool.query("SELECT payouts_on_hold FROM payment.payout_settings WHERE worker_id = $1", [worker]);
     assert.equal(held.rows[0].payouts_on_hold, true, "the release did not run");

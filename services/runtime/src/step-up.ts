@@ -1,4 +1,4 @@
-// A money action declares step_up in its contract (ttip.common.v1.access).
+// A money action, or one that grants access, declares step_up in its contract (ttip.common.v1.access).
 // The gateway verifies and spends the admin's device step-up token and says
 // when in a signed header; every service refuses such an RPC without a fresh
 // one, so a call that reaches it some other way (a peer, a leaked internal
@@ -48,7 +48,7 @@ export function stepUpInterceptor(): Interceptor {
     const problem = stepUpProblem(req.header.get(STEP_UP_AT_HEADER));
     if (problem) {
       const rpc = `${req.service.typeName}/${req.method.name}`;
-      throw new ConnectError(`${rpc} moves money and needs the admin's device step-up: ${problem}; confirm with your device and call through the gateway`, Code.PermissionDenied);
+      throw new ConnectError(`${rpc} moves money or grants access and needs the admin's device step-up: ${problem}; confirm with your device and call through the gateway`, Code.PermissionDenied);
     }
     return next(req);
   };

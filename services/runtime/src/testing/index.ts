@@ -118,6 +118,7 @@ export function captureLogger(level = "debug"): { logger: Logger; lines: string[
   return { logger, lines, records: () => lines.map((l) => JSON.parse(l)) };
 }
 export * from "./as-caller.js";
+export * from "./device-step-up.js";
 export * from "./processes.js";
 export type { TestService, TestServiceOptions } from "./service.js";
 export type { InProcessService, InProcessOptions } from "./in-process.js";

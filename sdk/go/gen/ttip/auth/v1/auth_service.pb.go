@@ -4315,13 +4315,13 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\fRemoveDevice\x12!.ttip.auth.v1.RemoveDeviceRequest\x1a\".ttip.auth.v1.RemoveDeviceResponse\x12p\n" +
 	"\x15CreateDeviceChallenge\x12*.ttip.auth.v1.CreateDeviceChallengeRequest\x1a+.ttip.auth.v1.CreateDeviceChallengeResponse\x12p\n" +
 	"\x15VerifyDeviceChallenge\x12*.ttip.auth.v1.VerifyDeviceChallengeRequest\x1a+.ttip.auth.v1.VerifyDeviceChallengeResponse\x12h\n" +
-	"\x0fClaimFirstAdmin\x12$.ttip.auth.v1.ClaimFirstAdminRequest\x1a%.ttip.auth.v1.ClaimFirstAdminResponse\"\b\xca\xf3\x18\x04\b\x02(\x01\x1a\x06\xca\xf3\x18\x02\b\x022\xf2\v\n" +
+	"\x0fClaimFirstAdmin\x12$.ttip.auth.v1.ClaimFirstAdminRequest\x1a%.ttip.auth.v1.ClaimFirstAdminResponse\"\b\xca\xf3\x18\x04\b\x02(\x01\x1a\x06\xca\xf3\x18\x02\b\x022\x86\f\n" +
 	"\x10AuthAdminService\x12j\n" +
-	"\aGetUser\x12\x1c.ttip.auth.v1.GetUserRequest\x1a\x1d.ttip.auth.v1.GetUserResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12U\n" +
-	"\fSetUserRoles\x12!.ttip.auth.v1.SetUserRolesRequest\x1a\".ttip.auth.v1.SetUserRolesResponse\x12O\n" +
+	"\aGetUser\x12\x1c.ttip.auth.v1.GetUserRequest\x1a\x1d.ttip.auth.v1.GetUserResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12_\n" +
+	"\fSetUserRoles\x12!.ttip.auth.v1.SetUserRolesRequest\x1a\".ttip.auth.v1.SetUserRolesResponse\"\b\xca\xf3\x18\x04\b\x03 \x01\x12O\n" +
 	"\n" +
-	"UnlockUser\x12\x1f.ttip.auth.v1.UnlockUserRequest\x1a .ttip.auth.v1.UnlockUserResponse\x12g\n" +
-	"\x12IssuePartnerApiKey\x12'.ttip.auth.v1.IssuePartnerApiKeyRequest\x1a(.ttip.auth.v1.IssuePartnerApiKeyResponse\x12l\n" +
+	"UnlockUser\x12\x1f.ttip.auth.v1.UnlockUserRequest\x1a .ttip.auth.v1.UnlockUserResponse\x12q\n" +
+	"\x12IssuePartnerApiKey\x12'.ttip.auth.v1.IssuePartnerApiKeyRequest\x1a(.ttip.auth.v1.IssuePartnerApiKeyResponse\"\b\xca\xf3\x18\x04\b\x03 \x01\x12l\n" +
 	"\x12ListPartnerApiKeys\x12'.ttip.auth.v1.ListPartnerApiKeysRequest\x1a(.ttip.auth.v1.ListPartnerApiKeysResponse\"\x03\x90\x02\x01\x12j\n" +
 	"\x13RevokePartnerApiKey\x12(.ttip.auth.v1.RevokePartnerApiKeyRequest\x1a).ttip.auth.v1.RevokePartnerApiKeyResponse\x12\x8b\x01\n" +
 	"\x12GetPartnerKeyUsage\x12'.ttip.auth.v1.GetPartnerKeyUsageRequest\x1a(.ttip.auth.v1.GetPartnerKeyUsageResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x82\x01\n" +

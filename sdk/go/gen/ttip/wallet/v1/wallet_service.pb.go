@@ -4009,7 +4009,7 @@ const file_ttip_wallet_v1_wallet_service_proto_rawDesc = "" +
 	"\tQuoteFees\x12 .ttip.wallet.v1.QuoteFeesRequest\x1a!.ttip.wallet.v1.QuoteFeesResponse\"\x14\xca\xf3\x18\r\b\x01\x1a\tfees:read\x90\x02\x01\x12s\n" +
 	"\x13GetWithdrawalLimits\x12*.ttip.wallet.v1.GetWithdrawalLimitsRequest\x1a+.ttip.wallet.v1.GetWithdrawalLimitsResponse\"\x03\x90\x02\x01\x12p\n" +
 	"\x12QuoteWithdrawalFee\x12).ttip.wallet.v1.QuoteWithdrawalFeeRequest\x1a*.ttip.wallet.v1.QuoteWithdrawalFeeResponse\"\x03\x90\x02\x01\x1a\x0e\xca\xf3\x18\n" +
-	"\b\x02\x12\x06worker2\xc4\t\n" +
+	"\b\x02\x12\x06worker2\xd8\t\n" +
 	"\x12WalletAdminService\x12}\n" +
 	"\x0fGetTrialBalance\x12&.ttip.wallet.v1.GetTrialBalanceRequest\x1a'.ttip.wallet.v1.GetTrialBalanceResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12n\n" +
 	"\n" +
@@ -4019,9 +4019,9 @@ const file_ttip_wallet_v1_wallet_service_proto_rawDesc = "" +
 	"\x12ListJournalEntries\x12).ttip.wallet.v1.ListJournalEntriesRequest\x1a*.ttip.wallet.v1.ListJournalEntriesResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12s\n" +
 	"\fReverseEntry\x12#.ttip.wallet.v1.ReverseEntryRequest\x1a$.ttip.wallet.v1.ReverseEntryResponse\"\x18\xca\xf3\x18\x14\b\x03\x12\x05admin\x12\afinance \x01\x12y\n" +
 	"\x11CreateFeeSchedule\x12(.ttip.wallet.v1.CreateFeeScheduleRequest\x1a).ttip.wallet.v1.CreateFeeScheduleResponse\"\x0f\xca\xf3\x18\v\b\x03\x12\x05admin \x01\x12\x80\x01\n" +
-	"\x10ListFeeSchedules\x12'.ttip.wallet.v1.ListFeeSchedulesRequest\x1a(.ttip.wallet.v1.ListFeeSchedulesResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12\\\n" +
-	"\rSetTierLimits\x12$.ttip.wallet.v1.SetTierLimitsRequest\x1a%.ttip.wallet.v1.SetTierLimitsResponse\x12h\n" +
-	"\x11SetSettlementMode\x12(.ttip.wallet.v1.SetSettlementModeRequest\x1a).ttip.wallet.v1.SetSettlementModeResponse\x1a\x06\xca\xf3\x18\x02\b\x032\xa5\r\n" +
+	"\x10ListFeeSchedules\x12'.ttip.wallet.v1.ListFeeSchedulesRequest\x1a(.ttip.wallet.v1.ListFeeSchedulesResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12f\n" +
+	"\rSetTierLimits\x12$.ttip.wallet.v1.SetTierLimitsRequest\x1a%.ttip.wallet.v1.SetTierLimitsResponse\"\b\xca\xf3\x18\x04\b\x03 \x01\x12r\n" +
+	"\x11SetSettlementMode\x12(.ttip.wallet.v1.SetSettlementModeRequest\x1a).ttip.wallet.v1.SetSettlementModeResponse\"\b\xca\xf3\x18\x04\b\x03 \x01\x1a\x06\xca\xf3\x18\x02\b\x032\xa5\r\n" +
 	"\x15WalletInternalService\x12\\\n" +
 	"\rEnsureAccount\x12$.ttip.wallet.v1.EnsureAccountRequest\x1a%.ttip.wallet.v1.EnsureAccountResponse\x12P\n" +
 	"\tPostEntry\x12 .ttip.wallet.v1.PostEntryRequest\x1a!.ttip.wallet.v1.PostEntryResponse\x12V\n" +

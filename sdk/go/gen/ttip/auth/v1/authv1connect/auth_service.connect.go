@@ -774,10 +774,13 @@ func (UnimplementedAuthServiceHandler) ClaimFirstAdmin(context.Context, *connect
 // AuthAdminServiceClient is a client for the ttip.auth.v1.AuthAdminService service.
 type AuthAdminServiceClient interface {
 	GetUser(context.Context, *connect.Request[v1.GetUserRequest]) (*connect.Response[v1.GetUserResponse], error)
+	// Granting a role grants its powers (admin, finance), so it takes the admin's
+	// device step-up: a stolen admin token alone cannot make itself a lasting admin.
 	SetUserRoles(context.Context, *connect.Request[v1.SetUserRolesRequest]) (*connect.Response[v1.SetUserRolesResponse], error)
 	// Ends a PIN lockout early (the written unlock path).
 	UnlockUser(context.Context, *connect.Request[v1.UnlockUserRequest]) (*connect.Response[v1.UnlockUserResponse], error)
-	// The secret is in the response only; it is stored hashed.
+	// The secret is in the response only; it is stored hashed. A key starts
+	// tips and reads partners' data, so issuing one takes the device step-up.
 	IssuePartnerApiKey(context.Context, *connect.Request[v1.IssuePartnerApiKeyRequest]) (*connect.Response[v1.IssuePartnerApiKeyResponse], error)
 	ListPartnerApiKeys(context.Context, *connect.Request[v1.ListPartnerApiKeysRequest]) (*connect.Response[v1.ListPartnerApiKeysResponse], error)
 	RevokePartnerApiKey(context.Context, *connect.Request[v1.RevokePartnerApiKeyRequest]) (*connect.Response[v1.RevokePartnerApiKeyResponse], error)
@@ -992,10 +995,13 @@ func (c *authAdminServiceClient) RevokeUserSessions(ctx context.Context, req *co
 // AuthAdminServiceHandler is an implementation of the ttip.auth.v1.AuthAdminService service.
 type AuthAdminServiceHandler interface {
 	GetUser(context.Context, *connect.Request[v1.GetUserRequest]) (*connect.Response[v1.GetUserResponse], error)
+	// Granting a role grants its powers (admin, finance), so it takes the admin's
+	// device step-up: a stolen admin token alone cannot make itself a lasting admin.
 	SetUserRoles(context.Context, *connect.Request[v1.SetUserRolesRequest]) (*connect.Response[v1.SetUserRolesResponse], error)
 	// Ends a PIN lockout early (the written unlock path).
 	UnlockUser(context.Context, *connect.Request[v1.UnlockUserRequest]) (*connect.Response[v1.UnlockUserResponse], error)
-	// The secret is in the response only; it is stored hashed.
+	// The secret is in the response only; it is stored hashed. A key starts
+	// tips and reads partners' data, so issuing one takes the device step-up.
 	IssuePartnerApiKey(context.Context, *connect.Request[v1.IssuePartnerApiKeyRequest]) (*connect.Response[v1.IssuePartnerApiKeyResponse], error)
 	ListPartnerApiKeys(context.Context, *connect.Request[v1.ListPartnerApiKeysRequest]) (*connect.Response[v1.ListPartnerApiKeysResponse], error)
 	RevokePartnerApiKey(context.Context, *connect.Request[v1.RevokePartnerApiKeyRequest]) (*connect.Response[v1.RevokePartnerApiKeyResponse], error)

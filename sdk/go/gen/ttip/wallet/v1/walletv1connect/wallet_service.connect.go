@@ -383,9 +383,11 @@ type WalletAdminServiceClient interface {
 	// key are ALREADY_EXISTS (IDEMPOTENCY_KEY_CONFLICT), nothing changed.
 	CreateFeeSchedule(context.Context, *connect.Request[v1.CreateFeeScheduleRequest]) (*connect.Response[v1.CreateFeeScheduleResponse], error)
 	ListFeeSchedules(context.Context, *connect.Request[v1.ListFeeSchedulesRequest]) (*connect.Response[v1.ListFeeSchedulesResponse], error)
-	// Sets a tier's withdrawal limits.
+	// Sets a tier's withdrawal limits. Raised limits let more money leave a
+	// stolen account, so it takes the device step-up.
 	SetTierLimits(context.Context, *connect.Request[v1.SetTierLimitsRequest]) (*connect.Response[v1.SetTierLimitsResponse], error)
-	// Chooses pass-through or wallet settlement for a worker or venue.
+	// Chooses pass-through or wallet settlement for a worker or venue: where
+	// their money goes, so it takes the device step-up.
 	SetSettlementMode(context.Context, *connect.Request[v1.SetSettlementModeRequest]) (*connect.Response[v1.SetSettlementModeResponse], error)
 }
 
@@ -553,9 +555,11 @@ type WalletAdminServiceHandler interface {
 	// key are ALREADY_EXISTS (IDEMPOTENCY_KEY_CONFLICT), nothing changed.
 	CreateFeeSchedule(context.Context, *connect.Request[v1.CreateFeeScheduleRequest]) (*connect.Response[v1.CreateFeeScheduleResponse], error)
 	ListFeeSchedules(context.Context, *connect.Request[v1.ListFeeSchedulesRequest]) (*connect.Response[v1.ListFeeSchedulesResponse], error)
-	// Sets a tier's withdrawal limits.
+	// Sets a tier's withdrawal limits. Raised limits let more money leave a
+	// stolen account, so it takes the device step-up.
 	SetTierLimits(context.Context, *connect.Request[v1.SetTierLimitsRequest]) (*connect.Response[v1.SetTierLimitsResponse], error)
-	// Chooses pass-through or wallet settlement for a worker or venue.
+	// Chooses pass-through or wallet settlement for a worker or venue: where
+	// their money goes, so it takes the device step-up.
 	SetSettlementMode(context.Context, *connect.Request[v1.SetSettlementModeRequest]) (*connect.Response[v1.SetSettlementModeResponse], error)
 }
 

@@ -1690,6 +1690,10 @@ class AuthAdminService(Protocol):
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def set_user_roles(self, request: SetUserRolesRequest, ctx: RequestContext[SetUserRolesRequest, SetUserRolesResponse], /) -> SetUserRolesResponse:
+        """
+        Granting a role grants its powers (admin, finance), so it takes the admin's
+        device step-up: a stolen admin token alone cannot make itself a lasting admin.
+        """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def unlock_user(self, request: UnlockUserRequest, ctx: RequestContext[UnlockUserRequest, UnlockUserResponse], /) -> UnlockUserResponse:
@@ -1700,7 +1704,8 @@ class AuthAdminService(Protocol):
 
     async def issue_partner_api_key(self, request: IssuePartnerApiKeyRequest, ctx: RequestContext[IssuePartnerApiKeyRequest, IssuePartnerApiKeyResponse], /) -> IssuePartnerApiKeyResponse:
         """
-        The secret is in the response only; it is stored hashed.
+        The secret is in the response only; it is stored hashed. A key starts
+        tips and reads partners' data, so issuing one takes the device step-up.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1968,6 +1973,10 @@ class AuthAdminServiceClient(ConnectClient):
         headers: Headers | Mapping[str, str] | None = None, 
         timeout_ms: int | None = None,
     ) -> SetUserRolesResponse:
+        """
+        Granting a role grants its powers (admin, finance), so it takes the admin's
+        device step-up: a stolen admin token alone cannot make itself a lasting admin.
+        """
         return await self.execute_unary(
             request=request,
             method=MethodInfo(
@@ -2012,7 +2021,8 @@ class AuthAdminServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> IssuePartnerApiKeyResponse:
         """
-        The secret is in the response only; it is stored hashed.
+        The secret is in the response only; it is stored hashed. A key starts
+        tips and reads partners' data, so issuing one takes the device step-up.
         """
         return await self.execute_unary(
             request=request,
@@ -2262,6 +2272,10 @@ class AuthAdminServiceSync(Protocol):
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     def set_user_roles(self, request: SetUserRolesRequest, ctx: RequestContext[SetUserRolesRequest, SetUserRolesResponse], /) -> SetUserRolesResponse:
+        """
+        Granting a role grants its powers (admin, finance), so it takes the admin's
+        device step-up: a stolen admin token alone cannot make itself a lasting admin.
+        """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     def unlock_user(self, request: UnlockUserRequest, ctx: RequestContext[UnlockUserRequest, UnlockUserResponse], /) -> UnlockUserResponse:
@@ -2272,7 +2286,8 @@ class AuthAdminServiceSync(Protocol):
 
     def issue_partner_api_key(self, request: IssuePartnerApiKeyRequest, ctx: RequestContext[IssuePartnerApiKeyRequest, IssuePartnerApiKeyResponse], /) -> IssuePartnerApiKeyResponse:
         """
-        The secret is in the response only; it is stored hashed.
+        The secret is in the response only; it is stored hashed. A key starts
+        tips and reads partners' data, so issuing one takes the device step-up.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -2538,6 +2553,10 @@ class AuthAdminServiceClientSync(ConnectClientSync):
         headers: Headers | Mapping[str, str] | None = None, 
         timeout_ms: int | None = None,
     ) -> SetUserRolesResponse:
+        """
+        Granting a role grants its powers (admin, finance), so it takes the admin's
+        device step-up: a stolen admin token alone cannot make itself a lasting admin.
+        """
         return self.execute_unary(
             request=request,
             method=MethodInfo(
@@ -2582,7 +2601,8 @@ class AuthAdminServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> IssuePartnerApiKeyResponse:
         """
-        The secret is in the response only; it is stored hashed.
+        The secret is in the response only; it is stored hashed. A key starts
+        tips and reads partners' data, so issuing one takes the device step-up.
         """
         return self.execute_unary(
             request=request,

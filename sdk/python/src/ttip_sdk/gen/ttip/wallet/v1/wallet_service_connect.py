@@ -662,13 +662,15 @@ class WalletAdminService(Protocol):
 
     async def set_tier_limits(self, request: SetTierLimitsRequest, ctx: RequestContext[SetTierLimitsRequest, SetTierLimitsResponse], /) -> SetTierLimitsResponse:
         """
-        Sets a tier's withdrawal limits.
+        Sets a tier's withdrawal limits. Raised limits let more money leave a
+        stolen account, so it takes the device step-up.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def set_settlement_mode(self, request: SetSettlementModeRequest, ctx: RequestContext[SetSettlementModeRequest, SetSettlementModeResponse], /) -> SetSettlementModeResponse:
         """
-        Chooses pass-through or wallet settlement for a worker or venue.
+        Chooses pass-through or wallet settlement for a worker or venue: where
+        their money goes, so it takes the device step-up.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1015,7 +1017,8 @@ class WalletAdminServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> SetTierLimitsResponse:
         """
-        Sets a tier's withdrawal limits.
+        Sets a tier's withdrawal limits. Raised limits let more money leave a
+        stolen account, so it takes the device step-up.
         """
         return await self.execute_unary(
             request=request,
@@ -1038,7 +1041,8 @@ class WalletAdminServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> SetSettlementModeResponse:
         """
-        Chooses pass-through or wallet settlement for a worker or venue.
+        Chooses pass-through or wallet settlement for a worker or venue: where
+        their money goes, so it takes the device step-up.
         """
         return await self.execute_unary(
             request=request,
@@ -1102,13 +1106,15 @@ class WalletAdminServiceSync(Protocol):
 
     def set_tier_limits(self, request: SetTierLimitsRequest, ctx: RequestContext[SetTierLimitsRequest, SetTierLimitsResponse], /) -> SetTierLimitsResponse:
         """
-        Sets a tier's withdrawal limits.
+        Sets a tier's withdrawal limits. Raised limits let more money leave a
+        stolen account, so it takes the device step-up.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     def set_settlement_mode(self, request: SetSettlementModeRequest, ctx: RequestContext[SetSettlementModeRequest, SetSettlementModeResponse], /) -> SetSettlementModeResponse:
         """
-        Chooses pass-through or wallet settlement for a worker or venue.
+        Chooses pass-through or wallet settlement for a worker or venue: where
+        their money goes, so it takes the device step-up.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1453,7 +1459,8 @@ class WalletAdminServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> SetTierLimitsResponse:
         """
-        Sets a tier's withdrawal limits.
+        Sets a tier's withdrawal limits. Raised limits let more money leave a
+        stolen account, so it takes the device step-up.
         """
         return self.execute_unary(
             request=request,
@@ -1476,7 +1483,8 @@ class WalletAdminServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> SetSettlementModeResponse:
         """
-        Chooses pass-through or wallet settlement for a worker or venue.
+        Chooses pass-through or wallet settlement for a worker or venue: where
+        their money goes, so it takes the device step-up.
         """
         return self.execute_unary(
             request=request,
