@@ -584,7 +584,15 @@ type AutoPayoutStart = "started" | "nothing" | "deferred";
 export async function autoPayout(deps: PayoutDeps, tip: TipRow, known?: PayoutSettings | null): Promise<void> {
   // A shared tip waits in the venue's pool for its distribution.
   if (!tip.worker_id) return;
-  const started = await queueAutoPayout(deps, tip.worker_id, `auto-${tip.tip_id}`, known);
+  let started: AutoPayoutStart;
+  try {
+    started = await queueAutoPayout(deps, tip.worker_id, `auto-${tip.tip_id}`, known);
+  } catch (err) {
+    // A wallet call that timed out, an insert that failed: due now, so reconciliation's pass starts it. Else the
+    // balance stayed in the wallet, unseen, until the worker's next tip (which may never come).
+    await markAutoPayoutDueUnlessDue(deps.ctx.pool, tip.worker_id, new Date(clockOf(deps.ctx).now()));
+    throw err;
+  }
   if (started === "deferred") await markAutoPayoutDueUnlessDue(deps.ctx.pool, tip.worker_id, afterOpenPayout(deps));
 }
 

@@ -715,7 +715,7 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     await eventually(async () => (await row(payoutId)).hold_state === "settled", "its hold settled");
   });
 
-  test("payouts on hold by an admin are not made automatically", async () => {
+  test("payouts on hold by an admin are not made automatically; released, what came in meanwhile is paid out by the next pass", async () => {
     const p = phone();
     const worker = randomUUID();
     await h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["admin"] }).holdPayouts({ workerId: worker, reason: "under review", idempotencyKey: `hold-${worker}` });
@@ -723,7 +723,41 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() } });
     await eventually(async () => (await pay.getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.SUCCEEDED, "tip");
     await eventually(async () => (await h.balance(worker)) === 9500n, "credited");
+    await internal.reconcilePending({ limit: 100 });
     assert.equal(b2cTo(p).length, 0);
+    assert.equal((await asWorker(worker).listPayouts({})).payouts.length, 0);
+    // Before, the release only lifted the flag: the KES 95 stayed in the wallet until another tip came.
+    await h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["admin"], stepUp: true }).releasePayouts({ workerId: worker, note: "cleared", idempotencyKey: `release-${worker}` });
+    await internal.reconcilePending({ limit: 100 });
+    const payout = await reconcileUntil(worker, (x) => x.status === PayoutStatus.SUCCEEDED);
+    assert.equal(payout.amount!.amountMinor, 9500n);
+    assert.ok(payout.automatic);
+    assert.equal(b2cTo(p).length, 1);
+    assert.equal(await h.balance(worker), 0n);
+  });
+
+  test("an automatic payout whose start failed (wallet stuck on the worker's limits) is started by the next pass, once", async () => {
+    const p = phone();
+    const worker = randomUUID();
+    await asWorker(worker).updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: p });
+    const holder = await h.t.db.pool.connect();
+    try {
+      await holder.query("BEGIN");
+      // The tip's credit does not read the limits; the automatic payout's start does (withdrawalRoom), past its 5 s deadline.
+      await holder.query("LOCK TABLE wallet.tier_limits IN ACCESS EXCLUSIVE MODE");
+      const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() } });
+      await eventually(async () => (await pay.getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.SUCCEEDED, "tip succeeded");
+      // Before, the failed start left only a log line: nothing due, no pass ever looked at the worker again.
+      await eventually(async () => (await h.t.db.pool.query("SELECT 1 FROM payment.payout_settings WHERE worker_id = $1 AND auto_payout_due_at IS NOT NULL", [worker])).rowCount === 1, "due again", 15_000);
+    } finally {
+      await holder.query("ROLLBACK");
+      holder.release();
+    }
+    await internal.reconcilePending({ limit: 100 });
+    const payout = await reconcileUntil(worker, (x) => x.status === PayoutStatus.SUCCEEDED);
+    assert.equal(payout.amount!.amountMinor, 9500n);
+    assert.equal(b2cTo(p).length, 1);
+    assert.equal(await h.balance(worker), 0n);
   });
 
   test("a manual withdrawal needs a verified step-up token; bad input changes nothing", async () => {

@@ -1,5 +1,5 @@
 import { type ServiceImpl } from "@connectrpc/connect";
-import { auditAdminAction, claimIdempotencyKey, decodeTimeIdToken, idempotentRequest, InvalidStateError, keysetPage, NotFoundError, maskPhone, pageSize, type Queryable, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
+import { auditAdminAction, claimIdempotencyKey, clockOf, decodeTimeIdToken, idempotentRequest, InvalidStateError, keysetPage, NotFoundError, maskPhone, pageSize, type Queryable, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -124,7 +124,7 @@ function releasePayoutsHandler(h: PaymentHandlerContext): Impl["releasePayouts"]
     const admin = requireCaller(ctx);
     await withTransaction(pool, async (tx) => {
       if (await claimIdempotencyKey(tx, idempotentRequest("payment", ctx, req, admin.subject), req.workerId)) return;
-      if (!(await releasePayouts(tx, req.workerId))) throw new InvalidStateError("worker_id: the worker's payouts are not on hold");
+      if (!(await releasePayouts(tx, req.workerId, new Date(clockOf(h.deps.ctx).now())))) throw new InvalidStateError("worker_id: the worker's payouts are not on hold");
       await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYOUTS_RELEASED, target: `worker:${req.workerId}`, userId: req.workerId, detail: req.note });
     });
     return {};

@@ -91,11 +91,17 @@ export async function holdPayouts(tx: Queryable, workerId: string, reason: strin
   return (rowCount ?? 0) > 0;
 }
 
-/** False when the worker's payouts were not on hold (nothing changed). */
-export async function releasePayouts(tx: Queryable, workerId: string): Promise<boolean> {
+/**
+ * False when the worker's payouts were not on hold (nothing changed). A worker with automatic payouts has one due
+ * `now` (unless one is due already): what came in during the hold, and a due payout the hold dropped, are paid out by
+ * reconciliation's pass, not left in the wallet until the next tip.
+ */
+export async function releasePayouts(tx: Queryable, workerId: string, now: Date): Promise<boolean> {
   const { rowCount } = await tx.query(
-    "UPDATE payment.payout_settings SET payouts_on_hold = false, hold_reason = '', held_at = NULL, held_by = NULL, updated_at = now() WHERE worker_id = $1 AND payouts_on_hold",
-    [workerId],
+    `UPDATE payment.payout_settings SET payouts_on_hold = false, hold_reason = '', held_at = NULL, held_by = NULL, updated_at = now(),
+       auto_payout_due_at = CASE WHEN auto_payout THEN COALESCE(auto_payout_due_at, $2) ELSE auto_payout_due_at END
+     WHERE worker_id = $1 AND payouts_on_hold`,
+    [workerId, now],
   );
   return (rowCount ?? 0) > 0;
 }
