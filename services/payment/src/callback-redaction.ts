@@ -1,11 +1,22 @@
-// A stored provider callback as the console shows it: the payer's number and names masked. The console's readers
+// A stored provider callback as the console shows it: the payer's number and names masked, a card's details withheld. The console's readers
 // (support too) act on a payment's codes, amounts and times; the screen beside the body shows the number masked,
 // and the body gave it whole (an STK callback's PhoneNumber, C2B's MSISDN and names, B2C's receiver). What is
 // stored stays as received: reconciliation and the receiptless match read it.
 import { maskPhone } from "@ttip/runtime";
 
-/** Keys whose value is a person's number or name, wherever they are in the body. */
-const PERSONAL_KEYS = new Set(["MSISDN", "PhoneNumber", "phoneNumber", "phone", "FirstName", "MiddleName", "LastName", "email"]);
+/**
+ * Keys whose value is a person's number, name or address, wherever they are in the body: Daraja's, and the card
+ * providers' (a Stripe charge's billing_details and receipt_email, a PayPal payer's name, e-mail and number).
+ */
+const PERSONAL_KEYS = new Set([
+  "MSISDN", "PhoneNumber", "phoneNumber", "phone", "FirstName", "MiddleName", "LastName", "email",
+  "name", "given_name", "surname", "full_name", "email_address", "receipt_email", "national_number",
+]);
+/**
+ * Keys whose value is not shown at all, whatever its shape: a card's own details (its last digits, expiry and
+ * fingerprint), a PaymentIntent's client secret (it confirms the payment), a postal address (an object).
+ */
+const WITHHELD_KEYS = new Set(["client_secret", "last4", "dynamic_last4", "exp_month", "exp_year", "fingerprint", "address", "address_line_1", "address_line_2", "postal_code"]);
 /**
  * Daraja's lists of { Name | Key, Value }: the entries whose Value is personal. Every party's name (B2C's
  * ReceiverPartyPublicName, a reversal's CreditPartyPublicName, a status query's CreditPartyName) is
@@ -27,6 +38,7 @@ function redact(node: unknown, depth: number): unknown {
   const item = node as Record<string, unknown>;
   const label = item.Name ?? item.Key;
   return Object.fromEntries(Object.entries(item).map(([k, v]) => {
+    if (WITHHELD_KEYS.has(k) && v !== null) return [k, "(withheld)"];
     if (PERSONAL_KEYS.has(k) && (typeof v === "string" || typeof v === "number")) return [k, masked(v)];
     if (k === "Value" && typeof label === "string" && PERSONAL_ITEM.test(label)) return [k, masked(v)];
     return [k, redact(v, depth + 1)];
