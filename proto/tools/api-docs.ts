@@ -313,7 +313,8 @@ export function openApi(registry: FileRegistry): object {
                 description: [
                   "Sent to each URL a partner key subscribed (PartnerService.CreateWebhookSubscription) for the event types it chose.",
                   "Verify x-ttip-webhook-signature over the raw body before parsing (the SDKs' webhook verifier), answer 2xx quickly,",
-                  "and deduplicate by x-ttip-delivery-id: a delivery is retried with exponential backoff until answered 2xx, and may arrive twice.",
+                  "and deduplicate by the signed body's eventId: a delivery is retried with exponential backoff until answered 2xx, and may arrive twice;",
+                  "two subscriptions (two URLs) each get the event under their own delivery id. Never deduplicate by a header: headers are not signed.",
                 ].join(" "),
                 parameters: [
                   {
@@ -323,7 +324,7 @@ export function openApi(registry: FileRegistry): object {
                     description: "t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\" under the subscription's signing secret>",
                     schema: { type: "string", pattern: "^t=\\d+(,v1=[0-9a-f]{64})+$" },
                   },
-                  { name: "x-ttip-delivery-id", in: "header", required: true, description: "The same on every attempt and replay of this delivery.", schema: { type: "string", format: "uuid" } },
+                  { name: "x-ttip-delivery-id", in: "header", required: true, description: "The same on every attempt and replay of this delivery, for your logs; not signed, and another subscription's copy of the event has its own: deduplicate by the body's eventId.", schema: { type: "string", format: "uuid" } },
                 ],
                 requestBody: { required: true, content: { "application/json": { schema: ref(webhookEvent.typeName) } } },
                 responses: { "2XX": { description: "Received; nothing more is sent for this delivery." }, default: { description: "Not received: retried later." } },

@@ -1080,8 +1080,9 @@ describe("admin console in chromium", () => {
       await row.getByLabel("Reason (Replay)").fill("partner lost it in a deploy");
       await row.getByRole("button", { name: "Confirm replay" }).click();
       await row.getByRole("status").filter({ hasText: "Replay queued." }).waitFor();
-      const [, again] = await eventually("the replayed webhook", async () => receiver.received.length > 1 && receiver.received, 20_000);
-      assert.equal(again.headers["x-ttip-delivery-id"], deliveryId, "the same delivery id: the receiver's deduplication key");
+      const [original, again] = await eventually("the replayed webhook", async () => receiver.received.length > 1 && receiver.received, 20_000);
+      assert.equal(again.headers["x-ttip-delivery-id"], deliveryId, "the same delivery id");
+      assert.equal(JSON.parse(again.body).eventId, JSON.parse(original.body).eventId, "the same event id, the receiver's deduplication key");
       assert.equal(JSON.parse(again.body).deliveryId, deliveryId);
       assert.equal(receiver.received.length, 2);
       await eventually("two attempts on screen", async () => {
