@@ -79,6 +79,9 @@ export async function clockIn(pool: Pool, venueId: string, workerId: string, now
     if (!m) throw new PermissionDeniedError("venue_id: you are not on this venue's staff");
     // Minutes before the start date count for nothing in a split (clipped to the membership): said now, not after.
     if (m.joined_at.getTime() > now) throw new InvalidStateError(`venue_id: you start here on ${eatTime(m.joined_at)}; clock in from then`);
+    // Removed with a leaving time just ahead (up to a minute): the removal closed the open shift at that time. A new one
+    // would overlap it, and stay open past the leaving, for a worker who could no longer clock it out.
+    if (m.left_at) throw new InvalidStateError(`venue_id: you leave this venue's staff at ${eatTime(m.left_at)}; no new shift starts`);
     await lockForTransaction(tx, `venue.shifts.${m.member_id}`);
     const { rows: open } = await tx.query<ShiftRow>(`SELECT * FROM venue.shifts WHERE member_id = $1 AND ended_at IS NULL`, [m.member_id]);
     if (open[0] && Date.now() - open[0].started_at.getTime() > DAY_MS) {

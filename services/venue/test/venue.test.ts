@@ -372,6 +372,18 @@ describe("venue staff, shifts and pooled tips", () => {
   });
 
 
+  test("removed with a leaving time just ahead: the open shift ends then, and no new one starts before it (it would overlap, open past the leaving)", async () => {
+    const v = await h.newVenue("Kilimanjaro Grill");
+    const juma = await h.join(v, "Juma", "kitchen", new Date(Date.now() - HOUR));
+    const w = h.asWorker(juma.workerId);
+    await w.clockIn({ venueId: v.venueId });
+    const leftAt = new Date(Date.now() + 50_000);
+    await v.api.removeMember({ venueId: v.venueId, memberId: juma.memberId, leftAt: ts(leftAt), reason: "last day" });
+    await assert.rejects(w.clockIn({ venueId: v.venueId }), rejects(Code.FailedPrecondition, /venue_id: you leave this venue's staff at \d{4}-\d\d-\d\d \d\d:\d\d EAT; no new shift starts/));
+    const { rows } = await h.t.db.pool.query<{ open: boolean }>("SELECT ended_at IS NULL AS open FROM venue.shifts WHERE member_id = $1", [juma.memberId]);
+    assert.deepEqual(rows.map((r) => r.open), [false], "the one shift, closed by the removal");
+  });
+
   test("a distribution by hours: preview, confirm posts one entry once, members told, a leaver and the manager get nothing, reversal with a reason", async () => {
     const start = new Date(Date.now() - 10 * HOUR);
     const at = (hours: number) => new Date(start.getTime() + hours * HOUR);
