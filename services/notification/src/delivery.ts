@@ -44,6 +44,7 @@ export const DEFAULT_CHANNELS: Record<TemplateKey, Channel[]> = {
   [TemplateKey.STAFF_JOINED]: [Channel.PUSH, Channel.IN_APP],
   [TemplateKey.REMOVED_FROM_STAFF]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
   [TemplateKey.POOL_SHARE]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
+  [TemplateKey.POOL_SHARE_REVERSED]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
   // E-mail only when the admin has given an address.
   [TemplateKey.ADMIN_TIP_HELD]: [Channel.SMS, Channel.EMAIL],
   [TemplateKey.PAYOUT_NUMBER_CHANGED]: [Channel.SMS, Channel.IN_APP],

@@ -22,6 +22,7 @@ export const TEMPLATE_VARIABLES: Record<TemplateKey, readonly string[]> = {
   [TemplateKey.STAFF_JOINED]: ["name", "venue"],
   [TemplateKey.REMOVED_FROM_STAFF]: ["venue"],
   [TemplateKey.POOL_SHARE]: ["amount", "venue", "period", "rule"],
+  [TemplateKey.POOL_SHARE_REVERSED]: ["amount", "venue", "reason"],
   [TemplateKey.ADMIN_TIP_HELD]: ["amount", "worker", "reason", "link"],
   [TemplateKey.PAYOUT_NUMBER_CHANGED]: ["phone"],
   [TemplateKey.DEVICE_ADDED]: [],
@@ -128,6 +129,10 @@ const DEFAULTS: Record<Exclude<TemplateKey, TemplateKey.UNSPECIFIED>, Record<(ty
   [TemplateKey.POOL_SHARE]: {
     en: { title: "Your share of the team's tips", text: "Your share of {{venue}}'s tips for {{period}} is {{amount}} ({{rule}})." },
     sw: { title: "Sehemu yako ya bakshishi za timu", text: "Sehemu yako ya bakshishi za {{venue}} kwa {{period}} ni {{amount}} ({{rule}})." },
+  },
+  [TemplateKey.POOL_SHARE_REVERSED]: {
+    en: { title: "Share of the team's tips taken back", text: "{{venue}} reversed a split of its tips: your share of {{amount}} was taken from your TTIP balance. Reason: {{reason}}" },
+    sw: { title: "Mgao wa bakshishi za timu umerudishwa", text: "{{venue}} imebatilisha mgao wa bakshishi zake: sehemu yako ya {{amount}} imetolewa kwenye salio lako la TTIP. Sababu: {{reason}}" },
   },
   [TemplateKey.ADMIN_TIP_HELD]: {
     en: { title: "Tip held for review", text: "A tip of {{amount}} to {{worker}} was held for review: {{reason}}. Open the console: {{link}}" },

@@ -16,6 +16,7 @@ import {
   UserRegisteredSchema,
   VenueManagerChangedSchema,
   VenueMemberChangedSchema,
+  VenueDistributionReversedSchema,
   VenueShareAllocatedSchema,
   type VenueMemberChanged,
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
@@ -246,6 +247,22 @@ const TRIGGERS = [
         rule: `${SPLIT_WORDS[e.method] ?? "venue rule"}, rule v${e.ruleVersion}`,
       });
     },
+  }),
+  trigger({
+    durable: "notification-venue-share-reversed",
+    schema: VenueDistributionReversedSchema,
+    fromNow: true,
+    // Each worker whose share a reversed split took back from their balance (it may be spent, or months old): told
+    // as a refund's take-back is, with the manager's reason. The venue's name is qr's, asked before the transaction.
+    ask: (events, deps) => venueManagersOf(events.map((e) => e.venueId), deps),
+    sends: (e, id, _deps, asked: Map<string, VenueManagers | null>) =>
+      e.shares.filter((s) => s.workerId).map((s) => ({
+        sourceKey: `event:${id}:${s.workerId}`,
+        to: { userId: s.workerId },
+        templateKey: TemplateKey.POOL_SHARE_REVERSED,
+        variables: { amount: money(s.amount), venue: asked.get(e.venueId)?.name || "your venue", reason: e.reason },
+        correlationId: e.meta?.correlationId,
+      })),
   }),
   trigger({
     durable: "notification-sessions-ended",

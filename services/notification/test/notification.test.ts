@@ -187,6 +187,7 @@ describe("notification service against Postgres, JetStream and the provider simu
       [TemplateKey.WEEKLY_SUMMARY]: { week: "17-23 Nov", count: "12", total: "KES 2,400" },
       [TemplateKey.STAFF_INVITE]: { venue: "Java House Kimathi", link: "https://ttip.example/join/4f9c2a1b7d3e8f60a5b1" },
       [TemplateKey.POOL_SHARE]: { amount: "KES 1,250", venue: "Java House Kimathi", period: "24 Nov", rule: "by hours, rule v3" },
+      [TemplateKey.POOL_SHARE_REVERSED]: { amount: "KES 1,250", venue: "Java House Kimathi", reason: "counted twice" },
       [TemplateKey.ADMIN_TIP_HELD]: { amount: "KES 15,000", worker: "Amina Wanjiru", reason: "amount outlier", link: "https://tips.example.co.ke/admin" },
       [TemplateKey.PAYOUT_NUMBER_CHANGED]: { phone: "2547******78" },
       [TemplateKey.DEVICE_ADDED]: {},
@@ -207,7 +208,7 @@ describe("notification service against Postgres, JetStream and the provider simu
       [TemplateKey.POOL_MPESA_TIP_REVERSAL_UNDONE]: { amount: "KES 15,000", reference: "7E3F9A2C4B", venue: "Java House Kimathi" },
     };
     const bodies = new Set<string>();
-    for (const key of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26] as TemplateKey[]) {
+    for (const key of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27] as TemplateKey[]) {
       for (const locale of ["en", "sw"]) {
         const r = await admin().renderTemplate({ key, locale, channel: Channel.SMS, variables: vars[key] });
         assert.equal(r.locale, locale);
@@ -217,7 +218,7 @@ describe("notification service against Postgres, JetStream and the provider simu
         bodies.add(r.body);
       }
     }
-    assert.equal(bodies.size, 52, "each kind reads differently in each language");
+    assert.equal(bodies.size, 54, "each kind reads differently in each language");
     const sw = await admin().renderTemplate({ key: TemplateKey.OTP, locale: "sw", channel: Channel.SMS, variables: vars[TemplateKey.OTP] });
     assert.equal(sw.body, "Nambari yako ya TTIP ni 482913. Itaisha baada ya dakika 5. Usimpe mtu yeyote.");
     const en = await admin().renderTemplate({ key: TemplateKey.RECEIPT, locale: "en", channel: Channel.EMAIL, variables: vars[TemplateKey.RECEIPT] });

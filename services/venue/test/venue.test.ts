@@ -4,6 +4,7 @@ import { after, before, describe, test } from "node:test";
 import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { VenueDistributionReversedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { DistributionNoteKind, DistributionStatus, MemberStatus, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { ReportFormat, VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { testPhone } from "@ttip/runtime/testing";
@@ -475,6 +476,14 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.ok(told);
     assert.deepEqual(told.shares.map((x) => [x.workerId, x.amount?.amountMinor]).sort(), d.shares.filter((x) => x.amount!.amountMinor > 0n).map((x) => [x.workerId, x.amount?.amountMinor]).sort());
     assert.equal(told.shares.reduce((n, x) => n + x.amount!.amountMinor, 0n), told.amount?.amountMinor);
+    // Each worker whose share was taken back from their balance is told, with the manager's reason (before: nobody was).
+    const notice = await eventually(async () => {
+      const { rows } = await h.t.db.pool.query<{ body: string }>(
+        "SELECT body FROM notification.deliveries WHERE user_id = $1 AND template_key = $2 AND channel = $3", [asha.workerId, TemplateKey.POOL_SHARE_REVERSED, Channel.IN_APP]);
+      return rows.length > 0 && rows;
+    }, "Asha told her share was taken back");
+    assert.equal(notice.length, 1);
+    assert.match(notice[0].body, /Nyama Mama reversed a split of its tips: your share of KES 333 was taken from your TTIP balance\. Reason: Juma's hours were wrong/);
     // The period can now be split again (revision 1), and it is a new entry.
     const redo = await v.api.confirmDistribution({ venueId: v.venueId, period: p });
     assert.equal(redo.created, true);

@@ -131,6 +131,9 @@ const (
 	TemplateKey_TEMPLATE_KEY_MPESA_TIP_REVERSAL_UNDONE      TemplateKey = 24
 	TemplateKey_TEMPLATE_KEY_POOL_MPESA_TIP_REVERSED        TemplateKey = 25
 	TemplateKey_TEMPLATE_KEY_POOL_MPESA_TIP_REVERSAL_UNDONE TemplateKey = 26
+	// To a worker: a venue's manager reversed a split, and the worker's share of
+	// it was taken back from their balance (with the manager's reason).
+	TemplateKey_TEMPLATE_KEY_POOL_SHARE_REVERSED TemplateKey = 27
 )
 
 // Enum value maps for TemplateKey.
@@ -163,6 +166,7 @@ var (
 		24: "TEMPLATE_KEY_MPESA_TIP_REVERSAL_UNDONE",
 		25: "TEMPLATE_KEY_POOL_MPESA_TIP_REVERSED",
 		26: "TEMPLATE_KEY_POOL_MPESA_TIP_REVERSAL_UNDONE",
+		27: "TEMPLATE_KEY_POOL_SHARE_REVERSED",
 	}
 	TemplateKey_value = map[string]int32{
 		"TEMPLATE_KEY_UNSPECIFIED":                    0,
@@ -192,6 +196,7 @@ var (
 		"TEMPLATE_KEY_MPESA_TIP_REVERSAL_UNDONE":      24,
 		"TEMPLATE_KEY_POOL_MPESA_TIP_REVERSED":        25,
 		"TEMPLATE_KEY_POOL_MPESA_TIP_REVERSAL_UNDONE": 26,
+		"TEMPLATE_KEY_POOL_SHARE_REVERSED":            27,
 	}
 )
 
@@ -1011,7 +1016,7 @@ const file_ttip_notification_v1_notification_proto_rawDesc = "" +
 	"\vCHANNEL_SMS\x10\x01\x12\x11\n" +
 	"\rCHANNEL_EMAIL\x10\x02\x12\x10\n" +
 	"\fCHANNEL_PUSH\x10\x03\x12\x12\n" +
-	"\x0eCHANNEL_IN_APP\x10\x04*\xa7\a\n" +
+	"\x0eCHANNEL_IN_APP\x10\x04*\xcd\a\n" +
 	"\vTemplateKey\x12\x1c\n" +
 	"\x18TEMPLATE_KEY_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10TEMPLATE_KEY_OTP\x10\x01\x12\x1d\n" +
@@ -1040,7 +1045,8 @@ const file_ttip_notification_v1_notification_proto_rawDesc = "" +
 	"\x1fTEMPLATE_KEY_MPESA_TIP_REVERSED\x10\x17\x12*\n" +
 	"&TEMPLATE_KEY_MPESA_TIP_REVERSAL_UNDONE\x10\x18\x12(\n" +
 	"$TEMPLATE_KEY_POOL_MPESA_TIP_REVERSED\x10\x19\x12/\n" +
-	"+TEMPLATE_KEY_POOL_MPESA_TIP_REVERSAL_UNDONE\x10\x1a*Y\n" +
+	"+TEMPLATE_KEY_POOL_MPESA_TIP_REVERSAL_UNDONE\x10\x1a\x12$\n" +
+	" TEMPLATE_KEY_POOL_SHARE_REVERSED\x10\x1b*Y\n" +
 	"\vSmsEncoding\x12\x1c\n" +
 	"\x18SMS_ENCODING_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11SMS_ENCODING_GSM7\x10\x01\x12\x15\n" +
