@@ -206,6 +206,11 @@ describe("helm chart", () => {
     assert.deepEqual([valueOf(written, "payment", "DARAJA_SHORTCODE"), valueOf(written, "payment", "DARAJA_B2C_SHORTCODE"), valueOf(written, "qr", "QR_MPESA_SHORTCODE")], ["0123456", "0600200", "0123456"]);
     const number = await render("mpesa.enabled=true", "mpesa.shortcode=600100");
     assert.deepEqual([valueOf(number, "payment", "DARAJA_SHORTCODE"), valueOf(number, "qr", "QR_MPESA_SHORTCODE")], ["600100", "600100"]);
+    // A paybill of its own for the printed codes: payment takes its confirmations too (before, only mpesa.shortcode's:
+    // a customer paying the card's paybill was never credited).
+    const paybill = await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.c2b.enabled=true", "--set-string=qr.mpesaShortcode=0600200");
+    assert.deepEqual([valueOf(paybill, "qr", "QR_MPESA_SHORTCODE"), valueOf(paybill, "payment", "C2B_SHORTCODES")], ["0600200", "600100,0600200"]);
+    assert.equal(valueOf(await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.c2b.enabled=true"), "payment", "C2B_SHORTCODES"), "600100");
   });
 
   test("B2C: the initiator certificate is a Secret mounted read-only into payment alone, named by DARAJA_CERTIFICATE_FILE; required with a B2C shortcode", async () => {
