@@ -650,6 +650,14 @@ const MARK_DECIDED_CALLBACK = markCallbackSql({ callbackId: "$10", outcome: "$8"
 
 type LockedForOutcome = Omit<NonNullable<Awaited<ReturnType<typeof lockTipForOutcome>>>, "neverMoneyMinor"> & { neverMoneyMinor?: bigint | null };
 
+/** How a success's callback differs from its tip (amount paid, paying number); none for a query's success, which says neither. */
+function callbackMismatches(tip: TipRow, o: StkOutcome): string[] {
+  const problems: string[] = [];
+  if (o.amountMinor !== undefined && o.amountMinor !== tip.charged_minor) problems.push(`amount ${shillings(o.amountMinor)} instead of ${tip.charged_minor / 100n}`);
+  if (o.phone !== undefined && o.phone !== tip.phone) problems.push(`paid from ${maskPhone(o.phone)} instead of ${tip.phone_masked}`);
+  return problems;
+}
+
 /** A success for a locked tip: credited (or held in suspense) once, a duplicate after that. */
 async function decideSuccess(
   tx: Queryable, { tip, owner, suspense, neverMoneyMinor }: LockedForOutcome, o: StkOutcome, mark: CallbackMark | undefined,
@@ -688,6 +696,10 @@ async function decideSuccess(
         await flag(`receipt ${o.receipt} is this tip's payment, named by its callback after a query had credited the tip; its paybill confirmation, `
           + "tied to no tip, is open in suspense: one payment posted twice from clearing. Refunding or matching it is refused; take the suspense entry back by hand");
       }
+      // A query's success says nothing of amount or number: credited in full on it, the tip is checked here, once (the
+      // receipt is recorded once). Before, a callback saying another amount came after the query and was let pass.
+      const problems = recorded && tip.credit_key.startsWith("stk-") ? callbackMismatches(tip, o) : [];
+      if (problems.length) await flag(`callback does not match the tip a query had credited in full: ${problems.join("; ")}; recover the difference from the worker`);
     } else if (o.receipt && tip.mpesa_receipt !== o.receipt) {
       await flag(`a second success with another receipt (${o.receipt}) for an already paid push; not credited`);
     }
@@ -706,10 +718,8 @@ async function decideSuccess(
   const heldInSuspense = receipt && suspense === "open" ? await heldByC2bSuspense(tx, tip, receipt, tied ? "stk-query" : "stk-callback") : undefined;
   if (typeof heldInSuspense === "string") return tied ? untied(receiptSpent(null, heldInSuspense)!) : refuseSpent(receiptSpent(null, heldInSuspense)!);
   if (heldInSuspense) return { result: "held", decided: heldInSuspense };
-  const problems: string[] = [];
+  const problems = callbackMismatches(tip, o);
   const receivedMinor = o.amountMinor;
-  if (receivedMinor !== undefined && receivedMinor !== tip.charged_minor) problems.push(`amount ${shillings(receivedMinor)} instead of ${tip.charged_minor / 100n}`);
-  if (o.phone !== undefined && o.phone !== tip.phone) problems.push(`paid from ${maskPhone(o.phone)} instead of ${tip.phone_masked}`);
   // Its receipt also reported by a paybill confirmation no customer can pay: this callback alone says what was paid.
   const neverMoneyTwin = receipt && typeof neverMoneyMinor === "bigint" ? neverMoneyMinor : undefined;
   const toSuspense = problems.length > 0 || tip.fraud_action === "hold" || doubt !== undefined || neverMoneyTwin !== undefined;

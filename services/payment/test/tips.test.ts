@@ -189,6 +189,26 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.equal(await h.balance(worker), 9500n);
   });
 
+  test("a callback in another amount after a query credited the tip in full is flagged once, however often it comes; nothing credited again", async () => {
+    const worker = randomUUID();
+    const p = await pushedNoCallback(worker);
+    await reconcile();
+    const credited = await eventually(async () => {
+      const x = await row(p.tipId);
+      return x.status === "succeeded" && x;
+    }, "credited by the query");
+    assert.match(credited.credit_key, /^stk-/, "by the query's success, which says no amount");
+    const answers = await Promise.all([1, 2, 3].map(() => h.post(`/mpesa/stk/${p.token}`, successBody(p.checkout, p.receipt, p.phone, 99))));
+    assert.deepEqual(answers.map((a) => a.status), [200, 200, 200]);
+    // Before, the late callback only recorded its receipt: the worker kept KES 1 M-Pesa never took, and nobody knew.
+    const { alerts } = await adminClient.listFraudAlerts({ reason: FraudReason.CALLBACK_MISMATCH });
+    const mine = alerts.filter((a) => a.tipId === p.tipId);
+    assert.equal(mine.length, 1, "flagged once");
+    assert.match(mine[0].detail, /callback does not match the tip a query had credited in full: amount 99 instead of 100/);
+    assert.equal((await row(p.tipId)).mpesa_receipt, p.receipt);
+    assert.equal(await h.walletEntries(worker), 1);
+  });
+
   const failureBody = (checkout: string, code: number, desc = "Request cancelled by user") => ({
     Body: { stkCallback: { MerchantRequestID: "m", CheckoutRequestID: checkout, ResultCode: code, ResultDesc: desc } },
   });
