@@ -1055,6 +1055,9 @@ async function queryDueTips(deps: Deps, limit: number, tipId?: string): Promise<
     let settled = false;
     let outcome: string | undefined;
     let queryFailure: DarajaError | undefined;
+    // M-Pesa still deciding: no failure of the query, and no answer either. Expired so, the tip is flagged as one
+    // whose query failed is: a lost callback would leave its money seen by nobody.
+    let undecided: DarajaError | undefined;
     try {
       if (tip.checkout_request_id && config.daraja) {
         counts.queried++;
@@ -1077,11 +1080,13 @@ async function queryDueTips(deps: Deps, limit: number, tipId?: string): Promise<
             outcome = "query_error";
             failure = queryFailure = err;
             deps.ctx.logger.warn({ tipId: tip.tip_id, err }, "STK query failed");
+          } else {
+            undecided = err;
           }
         }
       }
       if (!settled && clock.now() >= expiresAt) {
-        settled = await expireTip(deps, tip.tip_id, tip.checkout_request_id, queryFailure);
+        settled = await expireTip(deps, tip.tip_id, tip.checkout_request_id, queryFailure ?? undecided);
         if (settled) outcome = "expired";
       }
     } finally {

@@ -457,6 +457,30 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.equal(await h.balance(worker), 0n, "nothing credited without proof of payment");
   });
 
+  test("a push M-Pesa is still deciding at its expiry (the query says \"being processed\") expires flagged; its late callback still credits it", async () => {
+    const worker = randomUUID();
+    const p = phone();
+    // The callback is held back (delayed past the expiry): until it goes out, every query answers "processing".
+    const callbacks = h.sim.hold("stk");
+    try {
+      h.sim.script({ phone: `254${p.slice(1)}` }, { stk: "late", delayMs: 10 });
+      const { tip: t } = await tip(worker, p);
+      assert.ok((await row(t!.tipId)).checkout_request_id, "the push was answered");
+      await reconcilePastExpiry();
+      assert.equal((await status(t!.tipId)).status, TipStatus.EXPIRED);
+      // Before, "processing" read as no failure of the query: expired silently, and a lost callback left the money unseen.
+      const { alerts } = await adminClient.listFraudAlerts({ reason: FraudReason.CALLBACK_MISMATCH });
+      const alert = alerts.find((a) => a.tipId === t!.tipId);
+      assert.ok(alert, "flagged for matching against the paybill statement");
+      assert.match(alert!.detail, /STK query could not say whether it was paid .*: the customer may have paid/);
+      await callbacks.release();
+      await eventually(async () => (await h.balance(worker)) === 9500n, "the late callback credits it");
+      assert.equal((await status(t!.tipId)).status, TipStatus.SUCCEEDED);
+    } finally {
+      await callbacks.release(); // again, if the test failed before: nothing parked is left to a later test
+    }
+  });
+
   test("a paid push whose callback was lost, while every STK query fails, expires flagged: M-Pesa never said it was unpaid", async () => {
     const worker = randomUUID();
     const p = phone();
