@@ -5,10 +5,10 @@ import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { FeeQuoteSchema, PaymentRail, type FeeQuote, type FeeSchedule } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { NotConfiguredError, OutOfRangeError } from "./domain-errors.js";
+import { NotConfiguredError } from "./domain-errors.js";
 import { CARD_FEE_BPS_MAX } from "./fee-limits.js";
 import { fieldError } from "./field-errors.js";
-import { money, mulDivRound } from "./money.js";
+import { formatMoney, money, mulDivRound } from "./money.js";
 
 /**
  * The version in force at `atMs` of `schedules` (one currency's): the newest
@@ -51,11 +51,17 @@ export function cardFee(s: FeeSchedule, chargedMinor: bigint): bigint {
   return mulDivRound(chargedMinor, BigInt(s.cardFeeBps), 10_000n) + s.cardFeeFixedMinor;
 }
 
-/** M-Pesa's B2C charge for a payout of `amountMinor`: the band it falls in (edges inclusive). */
+/**
+ * M-Pesa's B2C charge for a payout of `amountMinor`: the band it falls in (edges inclusive). Outside every band,
+ * INVALID_ARGUMENT naming the payout's `amount` and the range the bands cover (before: OUT_OF_RANGE naming neither).
+ */
 export function b2cFee(s: FeeSchedule, amountMinor: bigint): bigint {
-  const band = s.mpesaB2cBands.find((b) => amountMinor >= b.minMinor && amountMinor <= b.maxMinor);
-  if (!band) throw new OutOfRangeError(`no M-Pesa B2C tariff band covers ${amountMinor} minor units`);
-  return band.feeMinor;
+  const bands = s.mpesaB2cBands;
+  const band = bands.find((b) => amountMinor >= b.minMinor && amountMinor <= b.maxMinor);
+  if (band) return band.feeMinor;
+  const least = bands.reduce((m, b) => (b.minMinor < m ? b.minMinor : m), bands[0]?.minMinor ?? 0n);
+  const most = bands.reduce((m, b) => (b.maxMinor > m ? b.maxMinor : m), 0n);
+  throw fieldError("amount", `no M-Pesa B2C fee band covers ${formatMoney(amountMinor, s.currency)}: payouts are ${formatMoney(least, s.currency)} to ${formatMoney(most, s.currency)}`);
 }
 
 /**

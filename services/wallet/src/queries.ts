@@ -56,7 +56,8 @@ export function decodeHistoryToken(token: string | undefined): { seq: bigint; li
   return decodePageToken(token, ([seq, line, ...rest]) => {
     const s = positionParts.integer(seq);
     const l = positionParts.integer(line);
-    return s !== undefined && l !== undefined && l < 100_000n && rest.length === 0 ? { seq: s, line: Number(l) } : undefined;
+    // line is a smallint: a larger one, compared with the column, was PostgreSQL's out-of-range error (INTERNAL).
+    return s !== undefined && l !== undefined && l <= 32_767n && rest.length === 0 ? { seq: s, line: Number(l) } : undefined;
   });
 }
 
