@@ -152,6 +152,18 @@ describe("qr service", () => {
       assert.equal(after.qrCodes.length, before.qrCodes.length);
     });
 
+    test("a code in another currency than KES takes amounts up to that currency's largest card tip: a larger fixed amount is refused, not printed on a code every scan of which is refused", async () => {
+      const usd = { subject: randomUUID(), roles: ["worker"] as Role[] };
+      await as(usd).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: usd.subject, displayName: "Lindiwe", currency: "USD" });
+      const base = { ownerKind: OwnerKind.WORKER, ownerId: usd.subject };
+      await rejects(as(usd).createQrCode({ ...base, parameters: { fixedAmount: { amountMinor: 10_000_00n, currency: "USD" } }, idempotencyKey: idem() }),
+        Code.InvalidArgument, undefined, /fixed_amount\.amount_minor: must be at most 200000 \(USD 2,000(\.00)?, the largest tip in USD\)/);
+      await rejects(as(usd).createQrCode({ ...base, parameters: { suggestedAmounts: [{ amountMinor: 5_00n, currency: "USD" }, { amountMinor: 2_000_01n, currency: "USD" }] }, idempotencyKey: idem() }),
+        Code.InvalidArgument, undefined, /suggested_amounts\[1\]\.amount_minor: must be at most 200000/);
+      const made = await as(usd).createQrCode({ ...base, parameters: { fixedAmount: { amountMinor: 2_000_00n, currency: "USD" } }, idempotencyKey: idem() });
+      assert.equal(made.qrCode?.parameters?.fixedAmount?.amountMinor, 2_000_00n, "the largest card tip itself is taken");
+    });
+
     test("an owner without a profile, or an inactive one, gets FAILED_PRECONDITION", async () => {
       const fresh = { subject: randomUUID(), roles: ["worker"] as Role[] };
       await rejects(as(fresh).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: fresh.subject, idempotencyKey: idem() }), Code.FailedPrecondition, undefined, /PutProfile/);

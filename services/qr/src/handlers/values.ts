@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ErrorCorrection, ProfileSchema, type DynamicParameters } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
-import { fieldError, MPESA_LIMITS } from "@ttip/runtime";
+import { feeAmountMaxMinor, fieldError, formatMoney, MPESA_LIMITS } from "@ttip/runtime";
 import { type EcLevel } from "../render.js";
 import { photoUrlOf } from "../photo.js";
 import { type ProfileRecord } from "../stores/profiles.js";
@@ -15,7 +15,10 @@ export const MAX_AMOUNT_MINOR = MPESA_LIMITS.perTransactionMinor;
 function validateMoney(m: Money, field: string, currency: string) {
   if (m.currency !== currency) throw fieldError(`${field}.currency`, `must be ${currency}, the currency this code is tipped in`);
   if (m.amountMinor <= 0n) throw fieldError(`${field}.amount_minor`, "must be positive");
-  if (m.amountMinor > MAX_AMOUNT_MINOR) throw fieldError(`${field}.amount_minor`, `must be at most ${MAX_AMOUNT_MINOR}`);
+  // Another currency is paid by card, whose tips go up to that currency's card limit: a larger fixed amount printed
+  // on a code made every scan's tip refused.
+  const max = currency === "KES" ? MAX_AMOUNT_MINOR : (feeAmountMaxMinor(currency) ?? MAX_AMOUNT_MINOR);
+  if (m.amountMinor > max) throw fieldError(`${field}.amount_minor`, `must be at most ${max} (${formatMoney(max, currency)}, the largest tip in ${currency})`);
   // M-Pesa moves whole shillings only.
   if (currency === "KES" && m.amountMinor % 100n !== 0n) throw fieldError(`${field}.amount_minor`, "KES amounts must be whole shillings (a multiple of 100)");
 }
