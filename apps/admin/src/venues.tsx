@@ -111,7 +111,7 @@ function VenueManagers({ venue }: { venue: Profile }) {
       <form className="inline" onSubmit={(e) => e.preventDefault()}>
         <input data-field="phone" aria-label="New manager's phone" placeholder="Phone (07…)" value={phone} onChange={(e) => setPhone(e.target.value)} />
         <input data-field="display_name" aria-label="New manager's name" placeholder="Name" value={name} onChange={(e) => setName(e.target.value)} />
-        <Action label="Invite as manager" run={async (_, send) => {
+        <Action label="Invite as manager" intent={JSON.stringify([phone.trim(), name.trim()])} run={async (_, send) => {
           const r = await send((key) => api(VenueService).inviteManager({ venueId, phone: phone.trim(), displayName: name.trim(), idempotencyKey: key }));
           await load();
           return r.invitationSent ? `Invited by SMS; they accept signed in with that number.` : "Invited, but the SMS could not be sent now: send it again from the list.";

@@ -494,4 +494,29 @@ describe("admin console states in chromium", () => {
     assert.equal(await revenue.getByRole("alert").count(), 0, await revenue.getByRole("alert").allInnerTexts().then(String));
     await page.getByLabel("Revenue by").selectOption({ label: "by day (30 days)" });
   });
+
+  test("a key issued whose answer was lost, then the name corrected: the corrected request is a new one, issued; not refused as another request under the first key", async () => {
+    await page.getByRole("link", { name: "Partners" }).click();
+    let lose = true;
+    await page.route("**/ttip.auth.v1.AuthAdminService/IssuePartnerApiKey", async (route) => {
+      if (!lose) return route.continue();
+      lose = false;
+      await route.fetch();
+      await route.abort("connectionreset");
+    });
+    try {
+      await page.getByLabel("Partner name").fill("Kilifi Tll");
+      for (const box of await page.getByRole("checkbox").all()) await box.check();
+      await page.getByRole("button", { name: "Issue key" }).click();
+      await page.getByRole("alert").filter({ hasText: /./ }).first().waitFor();
+      await page.getByLabel("Partner name").fill("Kilifi Till");
+      await page.getByRole("button", { name: "Issue key" }).click();
+      // Before: "idempotency_key: already used for a different request", and the correction never went.
+      await page.getByRole("status").filter({ hasText: /^Issued ttip_sk_/ }).waitFor();
+    } finally {
+      await page.unroute("**/ttip.auth.v1.AuthAdminService/IssuePartnerApiKey");
+    }
+    const { keys } = await h.api(AuthAdminService, adminToken).listPartnerApiKeys({});
+    assert.deepEqual(keys.map((k) => k.partnerName).filter((n) => n.startsWith("Kilifi")).sort(), ["Kilifi Till", "Kilifi Tll"], "the lost one and the corrected one");
+  });
 });

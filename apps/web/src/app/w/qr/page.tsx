@@ -33,11 +33,13 @@ export default function MyQr() {
   const revoke = useMutation(QrService.method.revokeQrCode);
   // One write at a time; a new or replaced code's key survives a lost answer.
   const write = useWrite();
-  const run = (f: (send: Send) => Promise<unknown>) => write.run(async (send) => {
+  // `intent`: which code a keyed write is for. One guard serves every code's Replace: before, a retry after a lost
+  // answer on one code sent its key for another's, refused as another request under it.
+  const run = (f: (send: Send) => Promise<unknown>, intent?: string) => write.run(async (send) => {
     setError("");
     await f(send);
     await codes.refetch();
-  }, (x) => setError(err(x)));
+  }, (x) => setError(err(x)), intent);
   // A PNG is the bare code (qr refuses a caption on it); the SVG and the table card carry the worker's name.
   const save = (id: string, format: ImageFormat, ext: string) =>
     run(async () => {
@@ -60,7 +62,7 @@ export default function MyQr() {
           {FORMATS.map(([format, label, ext]) => (
             <button key={ext} type="button" className="secondary" onClick={() => save(c.qrCodeId, format, ext)}>{t("download", { what: label === "tableCard" ? t("tableCard") : label })}</button>
           ))}
-          <button type="button" className="secondary" disabled={write.busy} onClick={() => run((send) => send((key) => rotate.mutateAsync({ qrCodeId: c.qrCodeId, idempotencyKey: key })))}>{t("replace")}</button>
+          <button type="button" className="secondary" disabled={write.busy} onClick={() => run((send) => send((key) => rotate.mutateAsync({ qrCodeId: c.qrCodeId, idempotencyKey: key })), `replace ${c.qrCodeId}`)}>{t("replace")}</button>
           <button type="button" className="secondary" disabled={write.busy} onClick={() => run(() => revoke.mutateAsync({ qrCodeId: c.qrCodeId, reason: "revoked by the worker" }))}>{t("switchOff")}</button>
         </section>
       ))}
@@ -75,7 +77,7 @@ export default function MyQr() {
               await profile.refetch();
             }
             await send((key) => create.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: session.userId, idempotencyKey: key }));
-          });
+          }, "create");
         }}>
           {needsName ? <><label className="field" htmlFor="qr-name">{t("name")}</label><input id="qr-name" name="name" type="text" autoComplete="name" maxLength={60} /></> : null}
           <button type="submit" disabled={write.busy || !profile.isFetched}>{t("makeQr")}</button>
