@@ -1,5 +1,5 @@
 // Settings for money and access: where payouts go (a new number proved by the device step-up), which devices may approve them, where the worker is signed in.
-import { fireEvent, screen, waitFor } from "@testing-library/react-native";
+import { act, fireEvent, screen, waitFor } from "@testing-library/react-native";
 import { FakeGateway } from "../testing/fake-gateway";
 import { givePinForKey, newPhone, renderApp, signIn } from "../testing/render-app";
 import { resetPushRegistration } from "../screens/push-registration";
@@ -63,6 +63,27 @@ test("replacing the payout number asks the fingerprint for the new number and se
   expect(screen.getByTestId("payout-phone")).toHaveTextContent("Payouts go to 2547******11.");
   expect(screen.getByTestId("payout-cooling")).toHaveTextContent(/^Automatic payouts to this new number start on \d{4}-\d{2}-\d{2} \d{2}:\d{2} \(Nairobi time\)/);
   expect(screen.getByTestId("payout-phone-new").props.value).toBe("");
+});
+
+test("a double tap on Save sends one change: one fingerprint prompt, one step-up", async () => {
+  const gw = new FakeGateway();
+  gw.payoutSettings.phone = "254712345678";
+  const phone = newPhone();
+  await renderApp(gw, phone);
+  await openPayoutSettings(gw);
+  await fireEvent.changeText(screen.getByTestId("payout-phone-new"), "0722 000 111");
+  // Two taps before React renders again (the button's disabled state comes a render later).
+  const save = screen.getByTestId("save-payout");
+  await act(async () => {
+    fireEvent.press(save);
+    fireEvent.press(save);
+  });
+  await givePinForKey(gw);
+  expect(await screen.findByTestId("payout-note")).toHaveTextContent("Saved.");
+  expect(phone.biometricPrompts).toEqual(["Confirm payouts to 0722 000 111"]);
+  expect(gw.count("CreateDeviceChallenge")).toBe(1);
+  expect(gw.count("UpdatePayoutSettings")).toBe(2);
+  expect(gw.payoutSettings.phone).toBe("254722000111");
 });
 
 test("a new payout number not confirmed by the fingerprint changes nothing and asks auth for nothing", async () => {

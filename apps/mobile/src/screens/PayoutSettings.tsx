@@ -15,6 +15,7 @@ import { useApp } from "../app-context";
 import { useDeviceStepUp } from "../lib/device-step-up";
 import { usePinPrompt } from "./pin-prompt";
 import { plainError } from "../lib/errors";
+import { useOneAtATime } from "../lib/one-at-a-time";
 import { localPhone } from "../lib/format";
 import { useI18n } from "../lib/i18n";
 import { Button, ErrorText, Field, styles } from "../ui";
@@ -48,7 +49,9 @@ export function PayoutSettings() {
     return stepUp(session.userId, "payout_number", (stage) => setNote(t(stage === "key" ? "settingUpKey" : "signingKey")));
   };
 
-  const save = async () => {
+  // One save at a time: a double tap sent two changes, each asking for the fingerprint and the device's step-up.
+  const save = useOneAtATime(() => saveOnce());
+  const saveOnce = async () => {
     setError("");
     setNote("");
     const c = checkPayout(phone, autoOn, minimumText);

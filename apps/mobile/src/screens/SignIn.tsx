@@ -3,9 +3,10 @@ import { useMutation } from "@connectrpc/connect-query";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { plainError } from "../lib/errors";
+import { useOneAtATime } from "../lib/one-at-a-time";
 import { normaliseKenyanPhone } from "@ttip/web-lib/phone";
 import type { SignInStep as Step } from "@ttip/web-lib/sign-in";
-import { useRef, useState } from "react";
+import { useState } from "react";
 import { Text } from "react-native";
 import { useApp } from "../app-context";
 import { useI18n } from "../lib/i18n";
@@ -38,18 +39,9 @@ export function SignIn() {
     setStep(next);
   };
 
-  // One submission at a time, taken before any await: `busy` (state) comes a render too late for a double tap,
-  // which sent two sign-in codes (the second replacing the first) or counted one wrong PIN twice.
-  const submitting = useRef(false);
-  const submit = async () => {
-    if (submitting.current) return;
-    submitting.current = true;
-    try {
-      await submitOnce();
-    } finally {
-      submitting.current = false;
-    }
-  };
+  // One submission at a time: a double tap sent two sign-in codes (the second replacing the first) or counted one
+  // wrong PIN twice.
+  const submit = useOneAtATime(() => submitOnce());
   const submitOnce = async () => {
     setError("");
     try {
