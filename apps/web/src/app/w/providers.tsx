@@ -8,10 +8,22 @@ import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { clearSession, loadSession, saveSession } from "../../lib/session";
 import { sessionRefresher } from "../../lib/session-refresh";
 
-/** Adds the access token; when it is refused, rotates the refresh token once (session-refresh.ts) and retries. */
-function authInterceptor(baseUrl: string): Interceptor {
-  const refresh = sessionRefresher({ load: loadSession, save: saveSession, clear: clearSession }, "ttip.web.session-refresh", async (refreshToken, call) =>
+let refresher: ((refused: string) => Promise<boolean>) | undefined;
+
+/**
+ * Rotates the session's refresh token, one tab at a time (session-refresh.ts): after `refusedAccessToken` was refused,
+ * or to take a role just granted into the tokens. True when the session holds newer tokens.
+ */
+export function refreshSession(refusedAccessToken: string): Promise<boolean> {
+  const baseUrl = window.location.origin;
+  refresher ??= sessionRefresher({ load: loadSession, save: saveSession, clear: clearSession }, "ttip.web.session-refresh", async (refreshToken, call) =>
     (await createClient(AuthService, createConnectTransport({ baseUrl, useBinaryFormat: true })).refreshSession({ refreshToken }, call)).tokens);
+  return refresher(refusedAccessToken);
+}
+
+/** Adds the access token; when it is refused, rotates the refresh token once (refreshSession) and retries. */
+function authInterceptor(): Interceptor {
+  const refresh = refreshSession;
   return (next) => async (req) => {
     const s = loadSession();
     if (s) req.header.set("authorization", `Bearer ${s.accessToken}`);
@@ -31,7 +43,7 @@ export function Providers({ children }: { children: ReactNode }) {
   const [client] = useState(() => new QueryClient({ defaultOptions: { queries: { retry: 1, refetchOnWindowFocus: true } } }));
   const [transport] = useState(() => {
     const baseUrl = window.location.origin;
-    return createConnectTransport({ baseUrl, useBinaryFormat: true, interceptors: [authInterceptor(baseUrl)] });
+    return createConnectTransport({ baseUrl, useBinaryFormat: true, interceptors: [authInterceptor()] });
   });
   return (
     <TransportProvider transport={transport}>

@@ -6,9 +6,10 @@ import { useParams, useRouter } from "next/navigation";
 import { useState } from "react";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { clearSession, loadSession, saveSession } from "../../../../lib/session";
+import { clearSession, loadSession } from "../../../../lib/session";
 import { useWrite } from "../../../../lib/use-write";
 import { linkExpiredSentence } from "../../link-expired";
+import { refreshSession } from "../../../w/providers";
 import { useT } from "../../../w/use-t";
 
 /**
@@ -20,7 +21,6 @@ export default function ManageInvitation() {
   const { t, err, locale } = useT();
   const [session] = useState(() => loadSession());
   const accept = useMutation(VenueService.method.acceptManagerInvitation);
-  const refresh = useMutation(AuthService.method.refreshSession);
   const logout = useMutation(AuthService.method.logout);
   const router = useRouter();
   const invitation = useQuery(VenueService.method.getManagerInvitation, { token }, { retry: false });
@@ -46,11 +46,10 @@ export default function ManageInvitation() {
   const onAccept = () => write.run(async () => {
     setError("");
     const res = await accept.mutateAsync({ token });
+    // The role into the tokens, as any tab rotates them (one at a time: a second use of a refresh token ends the
+    // session everywhere). Not done now (the network), the next rotation brings it: the accept stands all the same.
     const s = loadSession();
-    if (s) {
-      const { tokens } = await refresh.mutateAsync({ refreshToken: s.refreshToken });
-      if (tokens) saveSession(tokens);
-    }
+    if (s) await refreshSession(s.accessToken);
     setDone({ venueId: res.venueId, venueName: res.venueName });
   }, (x) => {
     setError(err(x));
