@@ -65,7 +65,7 @@ export function ResolveHeldPayout({ payout, disabledWhy, done }: { payout: Payou
       <label>Paid (KES) <input aria-label="Paid amount (KES)" inputMode="numeric" size={8} value={amount} onChange={(e) => setAmount(e.target.value)} /></label>{" "}
       <label>Receipt <input aria-label="M-Pesa receipt" size={12} value={receipt} onChange={(e) => setReceipt(e.target.value.toUpperCase())} /></label>{" "}
       <Difference difference={difference} confirmed={confirmed} confirm={(on) => setConfirmedFor(on ? difference : undefined)} />
-      <Action label="Resolve as paid" reason="Note" disabledWhy={disabledWhy} done={done} intent={JSON.stringify([amount, receipt.trim(), confirmed])}
+      <Action label="Resolve as paid" reason="Note" disabledWhy={disabledWhy} done={done} intent={JSON.stringify([String(parseWholeUnits(amount, MAX_PAID_UNITS) ?? amount.trim()), receipt.trim()])}
         run={async (note, send) => {
           const paidAmount = { currency: "KES", amountMinor: paidMinor(amount) };
           const over = difference !== undefined && overLimit(difference);

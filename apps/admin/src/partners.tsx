@@ -40,7 +40,7 @@ export function Partners({ session }: { session: Session }) {
         ))}
         <Action
           label="Issue key"
-          intent={JSON.stringify([name.trim(), scopes])}
+          intent={JSON.stringify([name.trim(), [...scopes].sort()])}
           disabledWhy={notAdmin}
           run={async (_, send) => {
             const proof = await stepUp();

@@ -113,8 +113,9 @@ export function money(m: Amount | undefined): string {
  * `disabledWhy` disables it and says why (e.g. a role the user lacks).
  * `precheck` says what is wrong with the row's own input (naming the field, which it
  * focuses) before anything is asked or sent: no reason typed, no device step-up, for nothing.
- * `intent`: the other fields the write sends (its reason counts already). An edit after a lost answer is a new
- * write under a new key; before, it went under the old key and was refused as another request under it.
+ * `intent`: what the write asks, as the service compares it (normalised: a number as the service reads it, a
+ * set sorted). An edit of it after a lost answer is a new write under a new key; before, it went under the
+ * old key and was refused as another request under it. Without it, the key is kept until an answer comes.
  */
 export function Action(props: { label: string; run: (reason: string, send: Send) => Promise<string | void>; reason?: string; confirm?: string; disabledWhy?: string; danger?: boolean; done?: () => void; precheck?: () => string | undefined; intent?: string }) {
   const [asking, setAsking] = useState(false);
@@ -139,7 +140,7 @@ export function Action(props: { label: string; run: (reason: string, send: Send)
     setOutcome({ ok: false, text: errorText(err) });
     // The field to correct is in the action's row, form, section or detail pane.
     focusRefused(here.current?.closest("tr, form, section, .detail"), err);
-  }, JSON.stringify([reason.trim(), props.intent ?? ""]));
+  }, props.intent);
   return (
     <span className="action" ref={here}>
       {asking ? (
