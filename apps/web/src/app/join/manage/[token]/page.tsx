@@ -28,7 +28,7 @@ export default function ManageInvitation() {
   const gone = invitation.error instanceof ConnectError && invitation.error.code === Code.NotFound;
   const expired = linkExpiredSentence(t, locale, venueName, invitation.data);
   const [error, setError] = useState("");
-  const [done, setDone] = useState<{ venueId: string; venueName: string }>();
+  const [done, setDone] = useState<{ venueId: string; venueName: string; refreshed: boolean }>();
   // Signed in with another number than the invitation's: this session ends, and the invited number signs in.
   const [otherNumber, setOtherNumber] = useState(false);
   const signIn = `/w/signin?as=manager&next=${encodeURIComponent(`/join/manage/${token}`)}`;
@@ -47,10 +47,10 @@ export default function ManageInvitation() {
     setError("");
     const res = await accept.mutateAsync({ token });
     // The role into the tokens, as any tab rotates them (one at a time: a second use of a refresh token ends the
-    // session everywhere). Not done now (the network), the next rotation brings it: the accept stands all the same.
+    // session everywhere). Not done now (the network), the accept stands all the same, and the page says to sign in again.
     const s = loadSession();
-    if (s) await refreshSession(s.accessToken);
-    setDone({ venueId: res.venueId, venueName: res.venueName });
+    const refreshed = s ? await refreshSession(s.accessToken) : false;
+    setDone({ venueId: res.venueId, venueName: res.venueName, refreshed });
   }, (x) => {
     setError(err(x));
     setOtherNumber(ConnectError.from(x).code === Code.PermissionDenied);
@@ -61,7 +61,7 @@ export default function ManageInvitation() {
       {gone && !done ? <p className="notice bad" role="alert">{t("manageGone")}</p> : null}
       {expired && !done ? <p className="notice bad" role="alert">{expired}</p> : null}
       {done ? (
-        <p role="status">{t("manageDone", { venue: done.venueName })} <Link href={`/v/${done.venueId}`}>{t("manageOpen")}</Link></p>
+        <p role="status">{t("manageDone", { venue: done.venueName })} {done.refreshed ? <Link href={`/v/${done.venueId}`}>{t("manageOpen")}</Link> : t("manageSignInAgain")}</p>
       ) : gone || expired ? null : (
         <button type="button" disabled={write.busy} onClick={onAccept}>{t("manageAccept", { venue: venueName }).trim()}</button>
       )}
