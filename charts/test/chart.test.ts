@@ -211,6 +211,9 @@ describe("helm chart", () => {
     const paybill = await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.c2b.enabled=true", "--set-string=qr.mpesaShortcode=0600200");
     assert.deepEqual([valueOf(paybill, "qr", "QR_MPESA_SHORTCODE"), valueOf(paybill, "payment", "C2B_SHORTCODES")], ["0600200", "600100,0600200"]);
     assert.equal(valueOf(await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.c2b.enabled=true"), "payment", "C2B_SHORTCODES"), "600100");
+    // The simulator's paybill in development: the one qr prints and payment's pushes use.
+    const simulated = await render("environment=development", "simulators.enabled=true", "mpesa.c2b.enabled=true");
+    assert.deepEqual([valueOf(simulated, "payment", "DARAJA_SHORTCODE"), valueOf(simulated, "payment", "C2B_SHORTCODES")], ["174379", "174379"]);
   });
 
   test("B2C: the initiator certificate is a Secret mounted read-only into payment alone, named by DARAJA_CERTIFICATE_FILE; required with a B2C shortcode", async () => {
