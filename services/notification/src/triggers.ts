@@ -257,7 +257,8 @@ const TRIGGERS = [
     ask: (events, deps) => venueManagersOf(events.map((e) => e.venueId), deps),
     sends: (e, id, _deps, asked: Map<string, VenueManagers | null>) =>
       e.shares.filter((s) => s.workerId).map((s) => ({
-        sourceKey: `event:${id}:${s.workerId}`,
+        // One per share: a worker who left and came back within the split has two, each taken back.
+        sourceKey: `event:${id}:${s.memberId}`,
         to: { userId: s.workerId },
         templateKey: TemplateKey.POOL_SHARE_REVERSED,
         variables: { amount: money(s.amount), venue: asked.get(e.venueId)?.name || "your venue", reason: e.reason },
