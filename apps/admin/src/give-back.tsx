@@ -32,6 +32,7 @@ export function GiveBack({ tip, disabledWhy, done }: { tip: Tip; disabledWhy?: s
     <Action
       label={mpesa ? "Reverse on M-Pesa" : "Refund to the card"}
       reason="Reason"
+      keyIgnoresReason
       danger
       disabledWhy={disabledWhy ?? nothingToGiveBack(tip)}
       confirm={mpesa

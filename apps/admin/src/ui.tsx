@@ -113,11 +113,12 @@ export function money(m: Amount | undefined): string {
  * `disabledWhy` disables it and says why (e.g. a role the user lacks).
  * `precheck` says what is wrong with the row's own input (naming the field, which it
  * focuses) before anything is asked or sent: no reason typed, no device step-up, for nothing.
- * `intent`: what the write asks, as the service compares it (normalised: a number as the service reads it, a
- * set sorted). An edit of it after a lost answer is a new write under a new key; before, it went under the
- * old key and was refused as another request under it. Without it, the key is kept until an answer comes.
+ * `intent`: the other fields the write sends, as the service compares them (a set sorted, an amount as parsed);
+ * the reason counts too, unless `keyIgnoresReason` (a refund: the service compares its amount, not its words).
+ * An edit after a lost answer is a new write under a new key; before, it went under the old key and was refused
+ * as another request under it. The same request again keeps its key: the service answers it once.
  */
-export function Action(props: { label: string; run: (reason: string, send: Send) => Promise<string | void>; reason?: string; confirm?: string; disabledWhy?: string; danger?: boolean; done?: () => void; precheck?: () => string | undefined; intent?: string }) {
+export function Action(props: { label: string; run: (reason: string, send: Send) => Promise<string | void>; reason?: string; confirm?: string; disabledWhy?: string; danger?: boolean; done?: () => void; precheck?: () => string | undefined; intent?: string; keyIgnoresReason?: boolean }) {
   const [asking, setAsking] = useState(false);
   const [reason, setReason] = useState("");
   const [outcome, setOutcome] = useState<{ ok: boolean; text: string }>();
@@ -140,7 +141,7 @@ export function Action(props: { label: string; run: (reason: string, send: Send)
     setOutcome({ ok: false, text: errorText(err) });
     // The field to correct is in the action's row, form, section or detail pane.
     focusRefused(here.current?.closest("tr, form, section, .detail"), err);
-  }, props.intent);
+  }, JSON.stringify([props.keyIgnoresReason ? "" : reason.trim(), props.intent ?? ""]));
   return (
     <span className="action" ref={here}>
       {asking ? (

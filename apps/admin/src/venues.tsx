@@ -7,7 +7,6 @@ import type { Profile } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import type { ListManagersResponse } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { normaliseKenyanPhone } from "../../web/src/lib/phone";
 import { api, errorText } from "./api";
 import { Action, Section, when } from "./ui";
 
@@ -112,7 +111,7 @@ function VenueManagers({ venue }: { venue: Profile }) {
       <form className="inline" onSubmit={(e) => e.preventDefault()}>
         <input data-field="phone" aria-label="New manager's phone" placeholder="Phone (07…)" value={phone} onChange={(e) => setPhone(e.target.value)} />
         <input data-field="display_name" aria-label="New manager's name" placeholder="Name" value={name} onChange={(e) => setName(e.target.value)} />
-        <Action label="Invite as manager" intent={JSON.stringify([normaliseKenyanPhone(phone) ?? phone.trim(), name.trim()])} run={async (_, send) => {
+        <Action label="Invite as manager" intent={JSON.stringify([phone.replace(/[\s-]/g, ""), name.trim()])} run={async (_, send) => {
           const r = await send((key) => api(VenueService).inviteManager({ venueId, phone: phone.trim(), displayName: name.trim(), idempotencyKey: key }));
           await load();
           return r.invitationSent ? `Invited by SMS; they accept signed in with that number.` : "Invited, but the SMS could not be sent now: send it again from the list.";
