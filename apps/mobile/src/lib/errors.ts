@@ -2,9 +2,8 @@
 // sentences in English and Swahili, one copy (a copy of its own here had fallen behind:
 // an overloaded server read as a lost connection, indexed fields went unread).
 import { plainError as shared } from "@ttip/web-lib/errors";
-import { PinNotGiven } from "@ttip/web-lib/step-up-flow";
-import { MESSAGES, type Locale } from "./i18n";
+import type { Locale } from "./i18n";
 
 export function plainError(err: unknown, locale: Locale): string {
-  return err instanceof PinNotGiven ? MESSAGES[locale].keyPinNotGiven : shared(err, locale);
+  return shared(err, locale);
 }

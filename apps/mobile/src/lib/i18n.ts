@@ -129,7 +129,6 @@ const SHARED = {
   keyPinContinue: "keyPinContinue",
   keyPinCancel: "keyPinCancel",
   keyPinInvalid: "keyPinInvalid",
-  keyPinNotGiven: "keyPinNotGiven",
 } as const satisfies Record<string, WorkerKey>;
 
 /** The phone's own words. */

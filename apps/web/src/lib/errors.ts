@@ -2,6 +2,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { DomainErrorInfoSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 import type { Locale } from "./i18n";
+import { PinNotGiven } from "./step-up-flow";
 
 const words = {
   en: {
@@ -18,6 +19,7 @@ const words = {
     busy: "TTIP is busy right now. Nothing was done; please try again in a few seconds.",
     aborted: (d: string) => `That could not be done just now: ${d}.`,
     other: "Something went wrong on our side. Please try again.",
+    pinNotGiven: "Nothing was sent: this device is set up with your PIN first.",
   },
   // The service's own detail stays in English (it names the field); the sentence around it is Swahili.
   sw: {
@@ -34,6 +36,7 @@ const words = {
     busy: "TTIP ina shughuli nyingi sasa hivi. Hakuna kilichofanyika; tafadhali jaribu tena baada ya sekunde chache.",
     aborted: (d: string) => `Hilo halikuweza kufanyika sasa hivi: ${d}.`,
     other: "Kuna hitilafu upande wetu. Tafadhali jaribu tena.",
+    pinNotGiven: "Hakuna kilichotumwa: kifaa hiki kinaandaliwa kwa PIN yako kwanza.",
   },
 };
 
@@ -59,6 +62,8 @@ export function asksForStepUp(err: unknown): boolean {
 
 export function plainError(err: unknown, locale: Locale = "en"): string {
   const w = words[locale];
+  // The worker declined the PIN a new device key needs (step-up-flow): not the API's, said here for web and phone.
+  if (err instanceof PinNotGiven) return w.pinNotGiven;
   const e = ConnectError.from(err);
   const field = messageField(e.rawMessage);
   const detail = field ? e.rawMessage.slice(field.length + 1).trim() : e.rawMessage;
