@@ -440,6 +440,15 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.equal(await outboxCount("ttip.payment.tip_succeeded", t!.tipId), 1);
   });
 
+  /** The tip expired, flagged (CALLBACK_MISMATCH) for matching against the paybill statement, its detail matching `detail`. */
+  const expiredFlagged = async (tipId: string, detail: RegExp, why = "flagged for matching against the paybill statement") => {
+    assert.equal((await status(tipId)).status, TipStatus.EXPIRED);
+    const { alerts } = await adminClient.listFraudAlerts({ reason: FraudReason.CALLBACK_MISMATCH });
+    const alert = alerts.find((a) => a.tipId === tipId);
+    assert.ok(alert, why);
+    assert.match(alert.detail, detail);
+  };
+
   test("a push whose answer never came and whose callback was lost expires flagged: it cannot be asked about, yet may be paid", async () => {
     const worker = randomUUID();
     const p = phone();
@@ -449,11 +458,7 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.equal(t!.status, TipStatus.PENDING, "an unanswered push stays pending");
     assert.equal((await row(t!.tipId)).checkout_request_id, null);
     await reconcilePastExpiry();
-    assert.equal((await status(t!.tipId)).status, TipStatus.EXPIRED);
-    const { alerts } = await adminClient.listFraudAlerts({ reason: FraudReason.CALLBACK_MISMATCH });
-    const alert = alerts.find((a) => a.tipId === t!.tipId);
-    assert.ok(alert, "flagged for matching against the paybill statement");
-    assert.match(alert!.detail, /CheckoutRequestID/);
+    await expiredFlagged(t!.tipId, /CheckoutRequestID/);
     assert.equal(await h.balance(worker), 0n, "nothing credited without proof of payment");
   });
 
@@ -467,12 +472,8 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
       const { tip: t } = await tip(worker, p);
       assert.ok((await row(t!.tipId)).checkout_request_id, "the push was answered");
       await reconcilePastExpiry();
-      assert.equal((await status(t!.tipId)).status, TipStatus.EXPIRED);
       // Before, "processing" read as no failure of the query: expired silently, and a lost callback left the money unseen.
-      const { alerts } = await adminClient.listFraudAlerts({ reason: FraudReason.CALLBACK_MISMATCH });
-      const alert = alerts.find((a) => a.tipId === t!.tipId);
-      assert.ok(alert, "flagged for matching against the paybill statement");
-      assert.match(alert!.detail, /STK query could not say whether it was paid .*: the customer may have paid/);
+      await expiredFlagged(t!.tipId, /STK query could not say whether it was paid .*: the customer may have paid/);
       await callbacks.release();
       await eventually(async () => (await h.balance(worker)) === 9500n, "the late callback credits it");
       assert.equal((await status(t!.tipId)).status, TipStatus.SUCCEEDED);
@@ -489,11 +490,7 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     const { tip: t } = await tip(worker, p);
     assert.ok((await row(t!.tipId)).checkout_request_id, "the push was answered");
     await reconcilePastExpiry();
-    assert.equal((await status(t!.tipId)).status, TipStatus.EXPIRED);
-    const { alerts } = await adminClient.listFraudAlerts({ reason: FraudReason.CALLBACK_MISMATCH });
-    const alert = alerts.find((a) => a.tipId === t!.tipId);
-    assert.ok(alert, "flagged for matching against the paybill statement (before: expired silently)");
-    assert.match(alert!.detail, /STK query could not say whether it was paid \(.*ResultCode.*\): the customer may have paid/);
+    await expiredFlagged(t!.tipId, /STK query could not say whether it was paid \(.*ResultCode.*\): the customer may have paid/, "flagged for matching against the paybill statement (before: expired silently)");
     assert.equal(await h.balance(worker), 0n, "nothing credited without proof of payment");
     assert.equal(await outboxCount("ttip.payment.tip_failed", t!.tipId), 1);
   });

@@ -1,5 +1,6 @@
 import { UserBlockChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { decodeEvent, isUuid, subjectOf, type ServiceContext } from "@ttip/runtime";
+import { WORKER } from "./access.js";
 import { cacheKeys, type Resolver } from "./resolver.js";
 
 /**
@@ -24,7 +25,7 @@ export async function startBlockedUsers(ctx: ServiceContext, resolver: Resolver)
           WHERE blocked_users.changed_at < EXCLUDED.changed_at`,
         [e.userId, e.blocked, changedUs],
       );
-      await resolver.forget(cacheKeys.profile(1, e.userId));
+      await resolver.forget(cacheKeys.profile(WORKER, e.userId));
     },
   });
   return () => consuming.stop();

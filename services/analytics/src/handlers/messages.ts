@@ -63,8 +63,7 @@ export const memberPerformance = (m: q.MemberFigures, currency: string) => ({
 export const funnelSteps = (steps: q.FunnelStep[]) =>
   steps.map((s) => ({ step: s.step, count: s.count, ofFirstBps: q.bps(s.count, steps[0].count) }));
 
-/** Everything a venue manager's screen shows. */
-/** `members`: how many staff and codes at most (the screen's list, or one more than an export holds). */
+/** Everything a venue manager's screen shows. `members`: how many staff and codes at most (the screen's list, or one more than an export holds). */
 export async function venueView(ctx: ServiceContext, venueId: string, range: q.Range, period: q.Period, currency: string, members?: number): Promise<MessageInitShape<typeof GetVenueAnalyticsResponseSchema>> {
   const scope = { dim: Dim.Venue, id: venueId };
   const [points, staff, codes, steps, fails] = await Promise.all([

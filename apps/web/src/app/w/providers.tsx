@@ -22,28 +22,25 @@ export function refreshSession(refusedAccessToken: string): Promise<boolean> {
 }
 
 /** Adds the access token; when it is refused, rotates the refresh token once (refreshSession) and retries. */
-function authInterceptor(): Interceptor {
-  const refresh = refreshSession;
-  return (next) => async (req) => {
-    const s = loadSession();
-    if (s) req.header.set("authorization", `Bearer ${s.accessToken}`);
-    try {
-      return await next(req);
-    } catch (err) {
-      if (s && ConnectError.from(err).code === Code.Unauthenticated && req.stream === false && (await refresh(s.accessToken))) {
-        req.header.set("authorization", `Bearer ${loadSession()!.accessToken}`);
-        return next(req);
-      }
-      throw err;
+const authInterceptor: Interceptor = (next) => async (req) => {
+  const s = loadSession();
+  if (s) req.header.set("authorization", `Bearer ${s.accessToken}`);
+  try {
+    return await next(req);
+  } catch (err) {
+    if (s && ConnectError.from(err).code === Code.Unauthenticated && req.stream === false && (await refreshSession(s.accessToken))) {
+      req.header.set("authorization", `Bearer ${loadSession()!.accessToken}`);
+      return next(req);
     }
-  };
-}
+    throw err;
+  }
+};
 
 export function Providers({ children }: { children: ReactNode }) {
   const [client] = useState(() => new QueryClient({ defaultOptions: { queries: { retry: 1, refetchOnWindowFocus: true } } }));
   const [transport] = useState(() => {
     const baseUrl = window.location.origin;
-    return createConnectTransport({ baseUrl, useBinaryFormat: true, interceptors: [authInterceptor()] });
+    return createConnectTransport({ baseUrl, useBinaryFormat: true, interceptors: [authInterceptor] });
   });
   return (
     <TransportProvider transport={transport}>
