@@ -5,6 +5,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { withBuildLock } from "@ttip/runtime/build-lock";
 
 const dir = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(dir, "../..");
@@ -15,7 +16,6 @@ const SOURCES = [
   path.join(dir, "src"), path.join(dir, "build.ts"), path.join(dir, "package.json"), path.join(root, "apps/web/src/lib"), path.join(root, "apps/web/src/components/charts.tsx"),
   path.join(root, "services/payment/src/cards/currencies.ts"), path.join(root, "services/runtime/src/mpesa-limits.ts"), path.join(root, "proto/gen"),
 ];
-const STAMP = path.join(ADMIN_DIST, "sources.sha256");
 
 function files(p: string): string[] {
   if (!existsSync(p)) return [];
@@ -29,17 +29,29 @@ function fingerprint(): string {
   return h.digest("hex");
 }
 
-export function adminBuildIsCurrent(): boolean {
-  return existsSync(path.join(ADMIN_DIST, "index.html")) && existsSync(STAMP) && readFileSync(STAMP, "utf8") === fingerprint();
+const stampOf = (dist: string) => path.join(dist, "sources.sha256");
+
+export function adminBuildIsCurrent(dist = ADMIN_DIST): boolean {
+  return existsSync(path.join(dist, "index.html")) && existsSync(stampOf(dist)) && readFileSync(stampOf(dist), "utf8") === fingerprint();
 }
 
-/** Bundles the console into dist/ when missing or stale; a build in progress elsewhere is never half-read (dist is swapped in whole). */
-export async function ensureAdminBuild(log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<void> {
-  if (adminBuildIsCurrent()) return;
+/**
+ * Bundles the console into `dist` when missing or stale. One build at a time (a lock beside `dist`):
+ * test files ask for it in parallel, and a second build swapping its own in would remove the first's
+ * under whoever was reading it.
+ */
+export async function ensureAdminBuild(log: (line: string) => void = (l) => process.stderr.write(`${l}\n`), dist = ADMIN_DIST): Promise<void> {
+  if (adminBuildIsCurrent(dist)) return;
+  await withBuildLock(`${dist}.lock`, async () => {
+    if (!adminBuildIsCurrent(dist)) await bundle(log, dist);
+  }, { staleMs: 2 * 60_000 });
+}
+
+async function bundle(log: (line: string) => void, dist: string): Promise<void> {
   const started = Date.now();
   const sum = fingerprint();
   const { build } = await import("esbuild");
-  const out = `${ADMIN_DIST}.${process.pid}.tmp`;
+  const out = `${dist}.${process.pid}.tmp`;
   rmSync(out, { recursive: true, force: true });
   mkdirSync(out, { recursive: true });
   await build({
@@ -66,8 +78,8 @@ export async function ensureAdminBuild(log: (line: string) => void = (l) => proc
     writeFileSync(path.join(out, "index.html"), html);
   });
   writeFileSync(path.join(out, "sources.sha256"), sum);
-  rmSync(ADMIN_DIST, { recursive: true, force: true });
-  renameSync(out, ADMIN_DIST);
+  rmSync(dist, { recursive: true, force: true });
+  renameSync(out, dist);
   log(`admin console built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 

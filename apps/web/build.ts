@@ -4,9 +4,10 @@
 // fingerprint kept beside the build.
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { withBuildLock } from "@ttip/runtime/build-lock";
 
 const dir = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(dir, "../..");
@@ -34,23 +35,9 @@ export function webBuildIsCurrent(): boolean {
 export async function ensureWebBuild(log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<void> {
   if (webBuildIsCurrent()) return;
   // One build at a time (two test files, or make run beside make test): the others wait for it.
-  const lock = path.join(dir, ".build-lock");
-  for (let waited = 0; ; waited += 500) {
-    try {
-      mkdirSync(lock);
-      break;
-    } catch {
-      // A lock older than 10 minutes was left by a killed build.
-      if (waited > 600_000 || Date.now() - statSync(lock).mtimeMs > 600_000) rmSync(lock, { recursive: true, force: true });
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  }
-  try {
-    if (webBuildIsCurrent()) return;
-    await build(log);
-  } finally {
-    rmSync(lock, { recursive: true, force: true });
-  }
+  await withBuildLock(path.join(dir, ".build-lock"), async () => {
+    if (!webBuildIsCurrent()) await build(log);
+  }, { staleMs: 10 * 60_000, pollMs: 500 });
 }
 
 async function build(log: (line: string) => void): Promise<void> {

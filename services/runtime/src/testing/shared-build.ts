@@ -3,11 +3,10 @@
 // ever sees half of one. Kept until removed: its name should carry a hash of what it is built from.
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
+import { withBuildLock } from "../build-lock.js";
 
 /** A build killed halfway leaves its lock: one older than this is taken over (the platform's bundle takes 10-60 s). */
 const STALE_LOCK_MS = 5 * 60_000;
-/** How often a waiting process looks again. */
-const POLL_MS = 250;
 
 export interface SharedBuildOptions {
   /** Older than this, a lock is taken as left by a killed build. */
@@ -21,19 +20,7 @@ export interface SharedBuildOptions {
 export async function sharedBuild(dir: string, build: (aside: string) => Promise<void>, options: SharedBuildOptions = {}): Promise<string> {
   if (existsSync(dir)) return dir;
   mkdirSync(path.dirname(dir), { recursive: true });
-  const lock = `${dir}.lock`;
-  for (;;) {
-    try {
-      mkdirSync(lock);
-      break;
-    } catch {
-      if (existsSync(dir)) return dir;
-      const held = statSync(lock, { throwIfNoEntry: false });
-      if (held && Date.now() - held.mtimeMs > (options.staleLockMs ?? STALE_LOCK_MS)) rmSync(lock, { recursive: true, force: true });
-      await new Promise((r) => setTimeout(r, POLL_MS));
-    }
-  }
-  try {
+  return withBuildLock(`${dir}.lock`, async () => {
     if (existsSync(dir)) return dir;
     const aside = `${dir}.${process.pid}.tmp`;
     rmSync(aside, { recursive: true, force: true });
@@ -48,9 +35,7 @@ export async function sharedBuild(dir: string, build: (aside: string) => Promise
       rmSync(aside, { recursive: true, force: true });
     }
     return dir;
-  } finally {
-    rmSync(lock, { recursive: true, force: true });
-  }
+  }, { staleMs: options.staleLockMs ?? STALE_LOCK_MS });
 }
 
 /**
