@@ -7,6 +7,7 @@ import { finished } from "node:stream/promises";
 import { run } from "node:test";
 import { spec, tap } from "node:test/reporters";
 import { fileURLToPath } from "node:url";
+import { failureLine } from "./failure-line.js";
 import { TEST_PHONES_DIR_ENV } from "./phones.js";
 import { startNats, startPostgres, startRedis, type TestServer } from "./servers.js";
 import { cpuAccountLine, machineCpu, readFileCpu, selfCpu, ServerCpuShares } from "./suite-cpu.js";
@@ -60,6 +61,8 @@ process.once("SIGTERM", () => stop.abort());
 
 interface LaneResult {
   failed: boolean;
+  /** One line per failed test or hook: where, which, and the error's first lines. */
+  failures: string[];
   tapFile: string;
   /** Wall time per file (absolute path), ms. */
   fileMs: Map<string, number>;
@@ -74,11 +77,15 @@ interface LaneResult {
  * (the beside lane's chart test talks to none of them).
  */
 async function lane(name: string, list: string[], concurrency: number, usesServers: boolean): Promise<LaneResult> {
-  const result: LaneResult = { failed: false, tapFile: path.join(reportDir, `${name}.tap`), fileMs: new Map() };
+  const result: LaneResult = { failed: false, failures: [], tapFile: path.join(reportDir, `${name}.tap`), fileMs: new Map() };
   const execArgv = ["--import", FILE_CPU];
   const stream = run({ files: list, concurrency, timeout: 360_000, signal: stop.signal, execArgv } as Parameters<typeof run>[0]);
   const isFile = (t: { nesting: number; file?: string; name: string }) => t.nesting === 0 && t.file && t.name === t.file;
-  stream.on("test:fail", (t) => (result.failed ||= !t.todo));
+  stream.on("test:fail", (t) => {
+    if (t.todo) return;
+    result.failed = true;
+    result.failures.push(failureLine(t, root));
+  });
   stream.on("test:dequeue", (t) => usesServers && isFile(t) && serverCpu.mark(t.file!, true));
   stream.on("test:complete", (t) => {
     if (!isFile(t)) return;
@@ -168,6 +175,8 @@ try {
   const slowest = [...fileMs].sort((a, b) => b[1] - a[1]).slice(0, 8);
   console.log(`slowest files: ${slowest.map(([f, ms]) => `${path.relative(root, f)} ${(ms / 1000).toFixed(0)} s`).join(", ")}`);
   printCpu(fileMs);
+  const failures = lanes.flatMap((l) => l.failures);
+  if (failures.length) console.log(`failed (${failures.length}):\n${failures.slice(0, 20).map((f) => `  ${f}`).join("\n")}`);
   const summary = `${count("pass")} passed, ${count("fail") + count("cancelled")} failed`;
   console.log(summary);
   // make test prints the type-check's output after this, then this line again: CI reads the last line.
