@@ -41,3 +41,17 @@ test("withBuildLock: a lock another holds is waited for; one left by a killed bu
   utimesSync(stale, old, old);
   assert.equal(await withBuildLock(stale, async () => "taken over", { staleMs: 30_000, pollMs: 10 }), "taken over");
 });
+
+test("withBuildLock: a holder working past staleMs keeps its lock (it touches it): the next waits, not takes over", async () => {
+  const lock = path.join(parent, "slow.lock");
+  let inside = 0;
+  let mostInside = 0;
+  const slow = async () => {
+    mostInside = Math.max(mostInside, ++inside);
+    await sleep(400);
+    inside--;
+  };
+  await Promise.all([withBuildLock(lock, slow, { staleMs: 100, pollMs: 10 }), sleep(20).then(() => withBuildLock(lock, slow, { staleMs: 100, pollMs: 10 }))]);
+  assert.equal(mostInside, 1);
+  assert.equal(existsSync(lock), false);
+});
