@@ -278,8 +278,9 @@ function resetPinHandler(core: AuthCore): Impl["resetPin"] {
       if (!consumed.rowCount) throw new InvalidStateError("this code was already used");
       const before = await getUser(tx, user.user_id, true);
       await tx.query(
-        "UPDATE auth.users SET pin_hash = $2, pin_failures = 0, lockouts = 0, locked_until = NULL, updated_at = now() WHERE user_id = $1",
-        [user.user_id, pinHash],
+        // pin_reset_at: the service's clock, as the devices' registered_at it is compared with (payoutHoldAfterReset).
+        "UPDATE auth.users SET pin_hash = $2, pin_failures = 0, lockouts = 0, locked_until = NULL, pin_reset_at = $3, updated_at = now() WHERE user_id = $1",
+        [user.user_id, pinHash, new Date(clockOf(core.ctx).now())],
       );
       // Whoever knew the old PIN loses every session it opened.
       const revoked = await revokeSessions(tx, "user_id = $1", [user.user_id], "PIN reset");

@@ -6,6 +6,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { DeviceRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { DomainErrorInfoSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 import { signPartnerRequest } from "../src/index.js";
 import { startHarness, type Harness } from "./harness.js";
 import { testPhone } from "@ttip/runtime/testing";
@@ -305,5 +306,37 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     const second = await h.admin(adminToken).listAuditEvents({ userId: user.userId, page: { pageSize: 1, pageToken: first.page!.nextPageToken } });
     assert.equal(second.events[0].action, AuditAction.LOGIN);
     assert.equal(second.page?.nextPageToken, "");
+  });
+  // Last in this file: it moves the service's clock a day on.
+  test("a PIN reset by SMS code alone: a key added after it approves no payout nor payout number for a day, the owner's key from before does", async () => {
+    const phone = testPhone();
+    await h.signUpWithPin(phone, "4826");
+    const owner = h.api((await h.loginWithPin(phone, "4826")).accessToken);
+    const ownerKey = (await owner.registerDevice({ name: "Owner's phone", publicKeyJwk: deviceKey().publicJwk, pin: "4826" })).device!;
+
+    // Whoever holds the SIM (swapped, or a code talked out of its owner): a new PIN, a new key.
+    const { challengeId, otp } = await h.startVerification(phone);
+    const reset = await h.api().resetPin({ challengeId, otp, newPin: "5193" });
+    const holder = h.api(reset.tokens!.accessToken);
+    const theirs = deviceKey();
+    const { device } = await holder.registerDevice({ name: "Phone", publicKeyJwk: theirs.publicJwk, pin: "5193" });
+    for (const purpose of ["payout", "payout_number"]) {
+      const held = await holder.createDeviceChallenge({ deviceId: device!.deviceId, purpose }).catch((e: unknown) => ConnectError.from(e));
+      assert.ok(held instanceof ConnectError && held.code === Code.FailedPrecondition, `${purpose}: ${held}`);
+      const info = held.findDetails(DomainErrorInfoSchema)[0];
+      assert.equal(info?.reason, "PAYOUTS_HELD_AFTER_PIN_RESET");
+      const until = Date.parse(info!.metadata.held_until);
+      assert.ok(Math.abs(until - (h.clock.now() + 24 * 3_600_000)) < 60_000, `a day from the reset: ${info!.metadata.held_until}`);
+      assert.match(held.rawMessage, /call support/);
+    }
+    assert.ok((await holder.createDeviceChallenge({ deviceId: device!.deviceId, purpose: "unlock" })).challengeId, "unlocking the app is not held");
+    // The owner, who reset it themselves, signs in with the new PIN: their key from before the reset is theirs.
+    const back = h.api((await h.loginWithPin(phone, "5193")).accessToken);
+    assert.ok((await back.createDeviceChallenge({ deviceId: ownerKey.deviceId, purpose: "payout" })).challengeId);
+
+    h.clock.advance(24 * 3_600_000 + 1_000);
+    const later = h.api((await h.loginWithPin(phone, "5193")).accessToken);
+    const ch = await later.createDeviceChallenge({ deviceId: device!.deviceId, purpose: "payout" });
+    assert.ok((await later.verifyDeviceChallenge({ challengeId: ch.challengeId, signature: theirs.sign(ch.challenge) })).stepUpToken, "a day on, the new key approves");
   });
 });

@@ -1930,6 +1930,9 @@ export const AuthService: GenService<{
   },
   /**
    * A one-time challenge for the device to sign behind the phone's biometric prompt.
+   * FAILED_PRECONDITION (reason PAYOUTS_HELD_AFTER_PIN_RESET, metadata held_until) for a
+   * "payout" or "payout_number" proof from a key added after the PIN was reset by SMS code,
+   * for a day after that reset: the SIM alone can reset it.
    *
    * @generated from rpc ttip.auth.v1.AuthService.CreateDeviceChallenge
    */

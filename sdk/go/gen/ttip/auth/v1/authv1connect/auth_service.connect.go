@@ -188,6 +188,9 @@ type AuthServiceClient interface {
 	// it) and those tied to no device. The caller's own session and those tied to other devices stay.
 	RemoveDevice(context.Context, *connect.Request[v1.RemoveDeviceRequest]) (*connect.Response[v1.RemoveDeviceResponse], error)
 	// A one-time challenge for the device to sign behind the phone's biometric prompt.
+	// FAILED_PRECONDITION (reason PAYOUTS_HELD_AFTER_PIN_RESET, metadata held_until) for a
+	// "payout" or "payout_number" proof from a key added after the PIN was reset by SMS code,
+	// for a day after that reset: the SIM alone can reset it.
 	CreateDeviceChallenge(context.Context, *connect.Request[v1.CreateDeviceChallengeRequest]) (*connect.Response[v1.CreateDeviceChallengeResponse], error)
 	// Checks the signature; returns a short-lived step-up token (second factor for payouts).
 	// PERMISSION_DENIED for a bad signature; FAILED_PRECONDITION for a used or expired challenge.
@@ -498,6 +501,9 @@ type AuthServiceHandler interface {
 	// it) and those tied to no device. The caller's own session and those tied to other devices stay.
 	RemoveDevice(context.Context, *connect.Request[v1.RemoveDeviceRequest]) (*connect.Response[v1.RemoveDeviceResponse], error)
 	// A one-time challenge for the device to sign behind the phone's biometric prompt.
+	// FAILED_PRECONDITION (reason PAYOUTS_HELD_AFTER_PIN_RESET, metadata held_until) for a
+	// "payout" or "payout_number" proof from a key added after the PIN was reset by SMS code,
+	// for a day after that reset: the SIM alone can reset it.
 	CreateDeviceChallenge(context.Context, *connect.Request[v1.CreateDeviceChallengeRequest]) (*connect.Response[v1.CreateDeviceChallengeResponse], error)
 	// Checks the signature; returns a short-lived step-up token (second factor for payouts).
 	// PERMISSION_DENIED for a bad signature; FAILED_PRECONDITION for a used or expired challenge.

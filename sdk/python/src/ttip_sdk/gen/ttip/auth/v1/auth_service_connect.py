@@ -124,6 +124,9 @@ class AuthService(Protocol):
     async def create_device_challenge(self, request: CreateDeviceChallengeRequest, ctx: RequestContext[CreateDeviceChallengeRequest, CreateDeviceChallengeResponse], /) -> CreateDeviceChallengeResponse:
         """
         A one-time challenge for the device to sign behind the phone's biometric prompt.
+        FAILED_PRECONDITION (reason PAYOUTS_HELD_AFTER_PIN_RESET, metadata held_until) for a
+        "payout" or "payout_number" proof from a key added after the PIN was reset by SMS code,
+        for a day after that reset: the SIM alone can reset it.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -792,6 +795,9 @@ class AuthServiceClient(ConnectClient):
     ) -> CreateDeviceChallengeResponse:
         """
         A one-time challenge for the device to sign behind the phone's biometric prompt.
+        FAILED_PRECONDITION (reason PAYOUTS_HELD_AFTER_PIN_RESET, metadata held_until) for a
+        "payout" or "payout_number" proof from a key added after the PIN was reset by SMS code,
+        for a day after that reset: the SIM alone can reset it.
         """
         return await self.execute_unary(
             request=request,
@@ -952,6 +958,9 @@ class AuthServiceSync(Protocol):
     def create_device_challenge(self, request: CreateDeviceChallengeRequest, ctx: RequestContext[CreateDeviceChallengeRequest, CreateDeviceChallengeResponse], /) -> CreateDeviceChallengeResponse:
         """
         A one-time challenge for the device to sign behind the phone's biometric prompt.
+        FAILED_PRECONDITION (reason PAYOUTS_HELD_AFTER_PIN_RESET, metadata held_until) for a
+        "payout" or "payout_number" proof from a key added after the PIN was reset by SMS code,
+        for a day after that reset: the SIM alone can reset it.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1618,6 +1627,9 @@ class AuthServiceClientSync(ConnectClientSync):
     ) -> CreateDeviceChallengeResponse:
         """
         A one-time challenge for the device to sign behind the phone's biometric prompt.
+        FAILED_PRECONDITION (reason PAYOUTS_HELD_AFTER_PIN_RESET, metadata held_until) for a
+        "payout" or "payout_number" proof from a key added after the PIN was reset by SMS code,
+        for a day after that reset: the SIM alone can reset it.
         """
         return self.execute_unary(
             request=request,
