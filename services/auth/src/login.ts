@@ -242,9 +242,11 @@ function changePinHandler(core: AuthCore): Impl["changePin"] {
     const { caller, sessionId, ip } = await requireSession(core, ctx);
     const user = await getUser(pool, caller.subject);
     weakPin("new_pin", req.newPin, user.birth_year);
-    await checkPin(core, caller.subject, req.currentPin, ip);
+    const checked = await checkPin(core, caller.subject, req.currentPin, ip);
     const pinHash = await hashPin(req.newPin);
     const revoked = await withTransaction(pool, async (tx) => {
+      // Reset meanwhile (by its owner, who signed out whoever knew the old PIN): not undone by the old PIN's holder.
+      if ((await getUser(tx, caller.subject, true)).pin_hash !== checked) throw new InvalidStateError("the PIN was changed meanwhile: sign in again");
       await tx.query("UPDATE auth.users SET pin_hash = $2, updated_at = now() WHERE user_id = $1", [caller.subject, pinHash]);
       // A PIN is changed because someone else may know it: the sessions they opened with it end (this one stays).
       const revoked = await revokeSessions(tx, "user_id = $1 AND session_id IS DISTINCT FROM $2", [caller.subject, sessionId ?? null], "PIN changed");
