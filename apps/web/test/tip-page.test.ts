@@ -126,9 +126,31 @@ describe("the customer's tip page (chromium at phone size)", () => {
     await page.route((url) => url.pathname === `/t/${shortCode}`, async (route) => {
       if (route.request().method() !== "POST" || !lose) return route.continue();
       lose = false;
+      // The answer's cookies are lost with it: route.fetch() would set them in the browser.
+      const cookies = await page.context().cookies();
       await route.fetch();
+      await page.context().clearCookies();
+      await page.context().addCookies(cookies);
       await route.abort("connectionreset");
     });
+  }
+
+  /** KES 100 by M-Pesa from `phone`, on the tip page open in `page`. */
+  async function payHundred(page: Awaited<ReturnType<typeof h.phone>>, phone: string) {
+    await page.getByRole("radio", { name: /KES 100/ }).check();
+    await page.getByLabel("M-Pesa phone number").fill(phone);
+    await page.getByRole("button", { name: /with M-Pesa/ }).click();
+  }
+
+  /** The page opened again at `url` and paid as before: it lands on the tip that started first, one tip and one M-Pesa prompt in all. */
+  async function payAgainIsTheFirstTip(page: Awaited<ReturnType<typeof h.phone>>, url: string, worker: { token: string }, phone: string) {
+    const [first] = (await h.api(PaymentService, worker.token).listTips({})).tips;
+    await page.goto(url);
+    await payHundred(page, phone);
+    await page.waitForURL(/\/tips\/[0-9a-f-]{36}/);
+    assert.equal(/\/tips\/([0-9a-f-]{36})/.exec(page.url())![1], first.tipId);
+    assert.equal((await h.api(PaymentService, worker.token).listTips({})).tips.length, 1, "one tip");
+    assert.equal(h.pushesTo(phone).length, 1, "one M-Pesa prompt");
   }
 
   test("Pay's answer lost after the tip started: the page says so, and the same tip asked again from the page opened again is that tip, one M-Pesa prompt", async () => {
@@ -137,11 +159,7 @@ describe("the customer's tip page (chromium at phone size)", () => {
     const page = await h.phone();
     await loseFirstPayAnswer(page, code.shortCode);
     const phone = testPhone({ format: "07" });
-    const pay = async (p: typeof page) => {
-      await p.getByRole("radio", { name: /KES 100/ }).check();
-      await p.getByLabel("M-Pesa phone number").fill(phone);
-      await p.getByRole("button", { name: /with M-Pesa/ }).click();
-    };
+    const pay = (p: typeof page) => payHundred(p, phone);
     await page.goto(code.url);
     // Opened at the table 31 minutes before Pay: the seed's half hour counts from the Pay, not from the page's opening.
     // (The form keeps its seed once hydrated: waited for, as the page's HTML comes first.)
@@ -171,25 +189,14 @@ describe("the customer's tip page (chromium at phone size)", () => {
     const page = await h.phone();
     await loseFirstPayAnswer(page, code.shortCode);
     const phone = testPhone({ format: "07" });
-    const pay = async () => {
-      await page.getByRole("radio", { name: /KES 100/ }).check();
-      await page.getByLabel("M-Pesa phone number").fill(phone);
-      await page.getByRole("button", { name: /with M-Pesa/ }).click();
-    };
     await page.goto(code.url);
     await page.waitForFunction((key) => localStorage.getItem(key) !== null, `ttip.tip-seed.${code.shortCode}`);
-    await pay();
+    await payHundred(page, phone);
     await page.getByRole("alert").filter({ hasText: "The connection dropped before we heard back" }).waitFor();
     await eventually("the first tip started", () => h.pushesTo(phone).length === 1);
-    const [first] = (await h.api(PaymentService, worker.token).listTips({})).tips;
     // Opened again, its script never runs: the form posts the seed the server rendered. Before, a new one: a second tip.
     await page.route("**/_next/static/**", (route) => route.abort());
-    await page.goto(code.url);
-    await pay();
-    await page.waitForURL(/\/tips\/[0-9a-f-]{36}/);
-    assert.equal(/\/tips\/([0-9a-f-]{36})/.exec(page.url())![1], first.tipId);
-    assert.equal((await h.api(PaymentService, worker.token).listTips({})).tips.length, 1, "one tip");
-    assert.equal(h.pushesTo(phone).length, 1, "one M-Pesa prompt");
+    await payAgainIsTheFirstTip(page, code.url, worker, phone);
   });
 
   test("at 390 px: a long name without spaces wraps inside the screen, Pay says what it is doing while asked, and an e-mail refusal is tied to its field", async () => {
@@ -300,6 +307,22 @@ describe("the customer's tip page (chromium at phone size)", () => {
     await page.waitForURL(/\/tips\/([0-9a-f-]{36})/);
     return { worker, phone, page, request, first: /\/tips\/([0-9a-f-]{36})/.exec(page.url())![1] };
   }
+
+  test("without scripts from the first page, Pay's answer lost and the page opened again: the same tip, one prompt; answered, the seed is forgotten", async () => {
+    const worker = await h.worker("Otieno");
+    const code = await h.qrCode(worker);
+    const page = await h.phone({ javaScriptEnabled: false });
+    await loseFirstPayAnswer(page, code.shortCode);
+    const phone = testPhone({ format: "07" });
+    await page.goto(code.url);
+    await payHundred(page, phone);
+    await page.waitForURL((url) => url.protocol === "chrome-error:");
+    await eventually("the first tip started", () => h.pushesTo(phone).length === 1);
+    // The QR scanned again: no script ever kept the seed, the page's first answer did (before, a new seed: a second tip).
+    await payAgainIsTheFirstTip(page, code.url, worker, phone);
+    const seeds = (await page.context().cookies(code.url)).filter((c) => c.name === "ttip_seed");
+    assert.deepEqual(seeds, [], "answered: a tip asked for after this one is a new one");
+  });
 
   test("the same form posted twice (a double tap, or back and resubmit) starts one payment", async () => {
     const { page, phone, request, first } = await scriptlessTip("Akinyi");

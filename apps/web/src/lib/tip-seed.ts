@@ -6,6 +6,7 @@
 
 /** How long a seed is kept: past an M-Pesa prompt's life, a tip asked for again is meant again. */
 const KEPT_MS = 30 * 60_000;
+export const SEED_KEPT_SECONDS = KEPT_MS / 1000;
 /**
  * Each form keeps its own seed: the M-Pesa form's is renewed after an answered refusal, and the card's, had it
  * been the same, would then have named a card tip confirmed before under another key: a second charge.
@@ -16,12 +17,15 @@ const storageKey = (shortCode: string, form: SeedForm) => `ttip.${form === "card
 /**
  * The kept seed is in a cookie too (its code's path), which the page's server renders into the form: a page opened
  * again and paid before its script ran (a slow phone), or without scripts, sent the page's new seed, a second tip.
+ * Without scripts the page's first answer sets it (middleware.ts) and the form's action ends or renews it.
  */
 export const SEED_COOKIE = "ttip_seed";
-const cookiePath = (shortCode: string) => `/t/${encodeURIComponent(shortCode)}`;
+export const seedCookiePath = (shortCode: string) => `/t/${encodeURIComponent(shortCode)}`;
+/** A seed as this page makes them (a UUID), as a cookie may carry it. */
+export const isSeed = (value: string | undefined): value is string => value !== undefined && /^[0-9a-f-]{36}$/.test(value);
 function setSeedCookie(shortCode: string, seed: string, maxAgeSeconds: number): void {
   if (typeof document === "undefined") return;
-  document.cookie = `${SEED_COOKIE}=${encodeURIComponent(seed)}; path=${cookiePath(shortCode)}; max-age=${maxAgeSeconds}; samesite=lax`;
+  document.cookie = `${SEED_COOKIE}=${encodeURIComponent(seed)}; path=${seedCookiePath(shortCode)}; max-age=${maxAgeSeconds}; samesite=lax`;
 }
 
 /** The seed `form` kept for `shortCode` within KEPT_MS, or `fresh`, kept from now. The page's own where storage is off. */

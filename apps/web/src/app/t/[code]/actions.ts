@@ -15,6 +15,7 @@ import type { Locale, Messages } from "../../../lib/i18n";
 import { formatMoney, parseWholeUnits } from "../../../lib/money";
 import { normaliseKenyanPhone } from "../../../lib/phone";
 import { requestKey } from "../../../lib/request-key";
+import { SEED_COOKIE, SEED_KEPT_SECONDS, seedCookiePath } from "../../../lib/tip-seed";
 import { newWriteKey, settlesWrite } from "../../../lib/write-key";
 import { recipientOf } from "./target";
 
@@ -99,7 +100,11 @@ export async function payTip(_prev: TipFormState, form: FormData): Promise<TipFo
     tipId = tip!.tipId;
   } catch (err) {
     const e = ConnectError.from(err);
-    if (settlesWrite(e)) state.seed = newWriteKey();
+    if (settlesWrite(e)) {
+      state.seed = newWriteKey();
+      // A page opened again renders its cookie's seed (a browser without scripts keeps no other).
+      (await cookies()).set(SEED_COOKIE, state.seed, { path: seedCookiePath(shortCode), maxAge: SEED_KEPT_SECONDS, sameSite: "lax" });
+    }
     if (e.code === Code.InvalidArgument && /mpesa_phone|phone/.test(e.rawMessage)) return { ...state, errors: { phone: "err_phone" } };
     // Within the limit, but the fee the customer covers takes M-Pesa's charge past it.
     if (e.code === Code.InvalidArgument && /^amount:.*per transaction/.test(e.rawMessage) && values.cover) return { ...state, errors: { amount: "err_amountOverMpesa" } };
@@ -119,6 +124,8 @@ export async function payTip(_prev: TipFormState, form: FormData): Promise<TipFo
   const jar = await cookies();
   if (values.remember) jar.set("ttip_phone", values.phone, { path: "/t", maxAge: 180 * 86400, httpOnly: true, sameSite: "lax" });
   else jar.delete({ name: "ttip_phone", path: "/t" });
+  // Answered: a tip asked for after this is a new one (the page's script forgets its seed on the tip's page too).
+  jar.delete({ name: SEED_COOKIE, path: seedCookiePath(shortCode) });
   redirect(`/t/${encodeURIComponent(shortCode)}/tips/${tipId}${payload ? `?p=${encodeURIComponent(payload)}` : ""}`);
 }
 

@@ -7,7 +7,7 @@ import { pickLocale, translator } from "../../../lib/i18n";
 import { formatMoney } from "../../../lib/money";
 import { LanguageSwitch, WhoCard } from "./parts";
 import { resolveTarget } from "./target";
-import { SEED_COOKIE } from "../../../lib/tip-seed";
+import { isSeed, SEED_COOKIE } from "../../../lib/tip-seed";
 import { TipForm, type Preset } from "./tip-form";
 import { CardForm } from "./card-form";
 import { CARD_CURRENCIES } from "@ttip/payment/card-currencies";
@@ -21,7 +21,7 @@ type Search = Record<string, string | string[] | undefined>;
 const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
 
 /** The seed this device kept for the code (tip-seed.ts, its cookie), else a new one. */
-const keptSeedOf = (cookie: string | undefined) => (cookie && /^[0-9a-f-]{36}$/.test(cookie) ? cookie : randomUUID());
+const keptSeedOf = (cookie: string | undefined) => (isSeed(cookie) ? cookie : randomUUID());
 
 /** The customer's tip page, at the path QR codes encode: everything a person needs is in the first HTML. */
 export default async function TipPage({ params, searchParams }: { params: Promise<{ code: string }>; searchParams: Promise<Search> }) {
