@@ -321,6 +321,12 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     assert.equal(served.headers.get("content-type"), "image/jpeg");
     assert.match(served.headers.get("cache-control") ?? "", /immutable/);
     assert.deepEqual(Buffer.from(await served.arrayBuffer()), Buffer.from(stored.image));
+    // Without its version, or under another, the same photo is not kept: a replaced one would show for a year.
+    for (const other of [url.replace(/\?v=.*$/, ""), url.replace(/\?v=.*$/, "?v=0123456789abcdef")]) {
+      const res = await fetch(other);
+      assert.equal(res.status, 200, other);
+      assert.equal(res.headers.get("cache-control"), "no-cache", other);
+    }
     await h.screenshot(page, "worker-settings-photo");
 
     // The tip page: role and photo in the first HTML (no script needed), the photo from this host, square at 288 px.

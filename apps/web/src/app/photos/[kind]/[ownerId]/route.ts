@@ -13,8 +13,9 @@ const KINDS: Record<string, OwnerKind> = { worker: OwnerKind.WORKER, venue: Owne
 
 const missing = () => new Response("no such photo\n", { status: 404, headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" } });
 
-export async function GET(_req: Request, { params }: { params: Promise<{ kind: string; ownerId: string }> }): Promise<Response> {
+export async function GET(req: Request, { params }: { params: Promise<{ kind: string; ownerId: string }> }): Promise<Response> {
   const { kind, ownerId } = await params;
+  const version = new URL(req.url).searchParams.get("v") ?? "";
   const ownerKind = KINDS[kind];
   if (!ownerKind || !isUuid(ownerId)) return missing();
   try {
@@ -23,7 +24,9 @@ export async function GET(_req: Request, { params }: { params: Promise<{ kind: s
       headers: {
         "content-type": photo.contentType,
         "content-length": String(photo.image.length),
-        "cache-control": "public, max-age=31536000, immutable",
+        // Kept for a year only under its own version: a URL without one, or with another, is asked again each time
+        // (kept, it would show a replaced or removed photo for a year).
+        "cache-control": version.length >= 16 && photo.sha256.startsWith(version) ? "public, max-age=31536000, immutable" : "no-cache",
         etag: `"${photo.sha256}"`,
         // Served as the picture it was checked to be, never anything a browser would run.
         "x-content-type-options": "nosniff",
