@@ -14,6 +14,7 @@ module.exports = {
   // babel's output keyed by paths inside the repo, which a new clone on the machine reuses.
   cacheDirectory: path.join(__dirname, "node_modules/.cache/jest"),
   setupFiles: ["<rootDir>/jest.setup.js"],
+  setupFilesAfterEnv: ["<rootDir>/jest.after-env.js"],
   // jest-expo's own transform (babel-jest with these options), through that shared cache.
   transform: { "\\.[jt]sx?$": ["<rootDir>/jest.transform.js", resolveBabelOptions(__dirname)] },
   // Renders and polls on two busy cores; compiling React Native's components is paid as the

@@ -528,11 +528,17 @@ describe("gateway rate limit (Redis)", () => {
       // One more on each, its charge sent and answered before the next (a flush is 50 ms): each replica then knows
       // the store's count within the margin. Before, a replica's last answer could be a few of the other's calls old,
       // and past the margin by them it admitted those at once in the burst (as designed): 14 passed in one run.
-      for (const client of clients) {
-        await new Promise((r) => setTimeout(r, 400));
+      // Waited for in the store (a fixed 400 ms was short on a busy machine), then a moment for the answer to arrive.
+      const stored = async () => Number(await shared.redis.get((await shared.redis.keys(`${sharedPrefix}rl:gateway*`))[0] ?? "none"));
+      const charged = async (count: number) => {
+        await eventually(`the store counts ${count}`, async () => (await stored()) === count, { timeoutMs: 10_000, everyMs: 20 });
+        await new Promise((r) => setTimeout(r, 100));
+      };
+      for (const [i, client] of clients.entries()) {
+        await charged(30 + i);
         sequential.push(await refused(client.getQrCode(VALID)));
       }
-      await new Promise((r) => setTimeout(r, 400));
+      await charged(32);
       assert.equal(sequential.filter(Boolean).length, 0);
       // Then 30 at once, on both: the 8 left pass, whatever the interleaving.
       const burst = await Promise.all(Array.from({ length: 30 }, (_, i) => refused(clients[i % 2].getQrCode(VALID))));

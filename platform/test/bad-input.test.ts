@@ -135,7 +135,7 @@ describe("bad input through the gateway", () => {
     const mine = { ownerKind: OwnerKind.WORKER, ownerId: other.userId };
     await p.api(QrService, other.accessToken).listQrCodes(mine);
     await p.api(AuthService, other.accessToken).revokeAllSessions({});
-    const code = await eventually("wallet refusing the revoked session", () => wallet.getBalance({ currency: "KES" }).then(() => undefined, (e) => ConnectError.from(e).code), { timeoutMs: 5_000, everyMs: 100 });
+    const code = await eventually("wallet refusing the revoked session", () => wallet.getBalance({ currency: "KES" }).then(() => undefined, (e) => ConnectError.from(e).code), { timeoutMs: 15_000, everyMs: 100 });
     assert.equal(code, Code.Unauthenticated, "wallet still served the revoked session");
     assert.equal((await codeOf(p.api(QrService, other.accessToken).listQrCodes(mine))).code, Code.Unauthenticated);
     assert.equal((await codeOf(p.api(PaymentService, other.accessToken).listTips({}))).code, Code.Unauthenticated);

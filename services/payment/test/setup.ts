@@ -95,8 +95,11 @@ export async function startHarness(overrides: Partial<PaymentConfig> = {}, extra
   };
 }
 
-/** The runtime's eventually, with these tests' argument order. */
-export const eventually = <T>(check: () => Promise<T | undefined | false>, what: string, timeoutMs = 5000): Promise<T> =>
+/**
+ * The runtime's eventually, with these tests' argument order and its 15 s: a tip decided, credited and settled crosses
+ * PostgreSQL, the wallet and the simulator while two other test files run (5 s, as before, was tight on a busy machine).
+ */
+export const eventually = <T>(check: () => Promise<T | undefined | false>, what: string, timeoutMs = 15_000): Promise<T> =>
   waitUntil(what, check, timeoutMs);
 
 export { KES } from "@ttip/runtime/testing";

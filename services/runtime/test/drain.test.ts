@@ -13,12 +13,13 @@ test("item 13: on shutdown the server says NOT_SERVING but keeps accepting calls
     metrics: new Metrics(),
     services: [],
     routes: () => undefined,
-    drainDelayMs: 1_500,
+    // Long enough that the check below (a new connection, on a busy machine) lands inside it.
+    drainDelayMs: 5_000,
   });
   // A new client (a new connection) each time, as a balancer's fresh connection would be.
   const check = () =>
     createClient(Health, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }))
-      .check({ service: "" }, { timeoutMs: 1_000 })
+      .check({ service: "" }, { timeoutMs: 4_000 })
       .then((r) => Status[r.status], (e) => `error: ${String(e)}`);
   assert.equal(await check(), "SERVING");
   const closed = server.close();

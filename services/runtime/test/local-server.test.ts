@@ -26,6 +26,12 @@ const REFUSED = randomUUID();
 /** GetQrCode for this id waits until its signal aborts (at most WAIT_CAP_MS). */
 const WAITS = randomUUID();
 const WAIT_CAP_MS = 3_000;
+/**
+ * The callers' deadline in the deadline tests: well under the cap, and long enough for a new connection, the request
+ * and the handler's start (or a stream's first message) on a busy machine. At 150 ms a stall before the server read
+ * the request let the deadline end the call first: no handler ever waited.
+ */
+const DEADLINE_MS = 1_000;
 /** WatchTip for this id yields until its signal aborts (or it is ended), one message per turn of the event loop. */
 const ENDLESS = randomUUID();
 /** WatchTip for this id yields one message, then fails with NOT_FOUND (metadata and a detail). */
@@ -141,7 +147,7 @@ describe("a server's RPCs called in the same process", () => {
       waited.length = 0;
       const started = Date.now();
       const err = await createClient(QrService, transport())
-        .getQrCode({ qrCodeId: WAITS }, { timeoutMs: 150 })
+        .getQrCode({ qrCodeId: WAITS }, { timeoutMs: DEADLINE_MS })
         .then(() => undefined, (e) => ConnectError.from(e));
       assert.equal(err?.code, Code.DeadlineExceeded);
       await eventually("the handler gave up waiting", () => waited.length === 1);
@@ -284,7 +290,7 @@ describe("a server's RPCs called in the same process", () => {
       const started = Date.now();
       const seen: string[] = [];
       const err = await (async () => {
-        for await (const m of createClient(PaymentService, transport()).watchTip({ tipId: STALLS }, { timeoutMs: 300 })) seen.push(m.tip!.tipId);
+        for await (const m of createClient(PaymentService, transport()).watchTip({ tipId: STALLS }, { timeoutMs: DEADLINE_MS })) seen.push(m.tip!.tipId);
       })().then(() => undefined, (e) => ConnectError.from(e));
       assert.equal(err?.code, Code.DeadlineExceeded);
       assert.deepEqual(seen, ["1"]);

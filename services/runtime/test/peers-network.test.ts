@@ -175,8 +175,9 @@ describe("the peers' HTTP/2 client: deadlines", () => {
           const outcome = await check(peers("self"), 600);
           const took = Date.now() - started;
           assert.equal(name(outcome.code), name(Code.DeadlineExceeded), outcome.message);
-          // Three sends of 250 ms each would end at 750 ms with UNAVAILABLE if each restarted the deadline.
-          assert.ok(took < 720, `ended after ${took} ms, the deadline was 600 ms`);
+          // Three sends of 250 ms each would end at 750 ms with UNAVAILABLE if each restarted the deadline: the code
+          // tells them apart. Its time only bounds a hang (a cap near 600 ms failed on a stall of a busy machine).
+          assert.ok(took < 3_000, `ended after ${took} ms, the deadline was 600 ms`);
           const timeouts = sent.map((h) => Number(h["connect-timeout-ms"]));
           assert.ok(timeouts.length >= 2, `sent ${timeouts.length} times`);
           assert.ok(timeouts[0] <= 600 && timeouts[1] <= 600 - REFUSE_AFTER_MS + 20, `timeout headers ${timeouts}`);

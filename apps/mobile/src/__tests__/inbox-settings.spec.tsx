@@ -64,7 +64,7 @@ test("a change made online just after one made offline is the one that stays: th
   await new Promise((r) => setTimeout(r, 6_000));
   expect(tipSms(gw)).toBe(true);
   expect(phone.cache.data.has(`${gw.userId}:pending:preferences`)).toBe(false);
-}, 20_000);
+});
 
 test("settings not loaded (offline): the switch waits, so it cannot clear quiet hours or channels set elsewhere; loaded again, a change keeps them", async () => {
   const gw = new FakeGateway();
