@@ -338,8 +338,27 @@ describe("the worker's web app (chromium at phone size)", () => {
     // Before, the error was dropped and the browser signed out as if every device had been.
     await page.getByRole("alert").filter({ hasText: /^The other devices were not signed out: .+ You are still signed in here; try again\.$/ }).waitFor();
     assert.match(page.url(), /\/w$/);
+    // This browser holds a key that approves the worker's withdrawals (as after a first withdrawal here).
+    const keyHere = (put: boolean) =>
+      page.evaluate(
+        ({ userId, put }) =>
+          new Promise<boolean>((resolve, reject) => {
+            const open = indexedDB.open("ttip-device", 1);
+            open.onupgradeneeded = () => open.result.createObjectStore("keys");
+            open.onerror = () => reject(open.error);
+            open.onsuccess = () => {
+              const store = open.result.transaction("keys", "readwrite").objectStore("keys");
+              const req = put ? store.put({ deviceId: "d-1" }, userId) : store.get(userId);
+              req.onsuccess = () => resolve(put || req.result !== undefined);
+            };
+          }),
+        { userId: worker.id, put },
+      );
+    await keyHere(true);
     await page.getByRole("button", { name: "Sign out of every device" }).click();
     await page.waitForURL(/\/w\/signin$/);
+    // Kept, whoever signed in here next as this worker would withdraw with it.
+    assert.equal(await keyHere(false), false, "the browser's key is forgotten");
   });
 
   test("venue shares: a venue whose manager has set no rule yet says so to its member, not 'We could not find that.', in English and Swahili", async () => {

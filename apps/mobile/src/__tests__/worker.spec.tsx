@@ -620,6 +620,19 @@ test("sign out everywhere that does not reach auth says so and keeps this phone 
   expect(phone.secure.data.has("session")).toBe(false);
 });
 
+test.each(["sign-out", "sign-out-all"])("%s forgets the phone's withdrawal key: whoever signs in next as this worker adds a key of their own", async (button) => {
+  const gw = new FakeGateway();
+  const phone = newPhone();
+  await renderApp(gw, phone);
+  await signIn(gw);
+  // As after a first withdrawal on this phone.
+  await phone.secure.set(`device_key.${gw.userId}`, JSON.stringify({ deviceId: "d-1", secretHex: "00".repeat(32) }));
+  await openTab("settings");
+  await fireEvent.press(screen.getByTestId(button));
+  expect(await screen.findByTestId("signin")).toBeTruthy();
+  expect(phone.secure.data.has(`device_key.${gw.userId}`)).toBe(false);
+});
+
 test("after sign-in the push token is registered with notification; signing out removes it and the session", async () => {
   const gw = new FakeGateway();
   const phone = newPhone();

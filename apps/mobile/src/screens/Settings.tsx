@@ -14,16 +14,23 @@ import { PayoutSettings } from "./PayoutSettings";
 import { TipSmsSetting } from "./TipSmsSetting";
 
 export function Settings() {
-  const { sessions } = useApp();
+  const { sessions, keyring } = useApp();
   const { t, locale, setLocale } = useI18n();
   const push = usePushRegistration();
   const logout = useMutation(AuthService.method.logout);
   const revokeAll = useMutation(AuthService.method.revokeAllSessions);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState("");
+  // The phone's key approves withdrawals: kept after a sign-out, whoever signed in next as this worker (a phone handed
+  // on) would withdraw with it, without the PIN a new key needs and unannounced. The next sign-in adds a new one.
+  const forgetKey = async (userId: string | undefined) => {
+    if (userId) await (await keyring()).forget(userId).catch(() => undefined);
+  };
   const signOut = async (everywhere: boolean) => {
     setBusy(true);
     setError("");
+    // Read first: a call below refused for good clears the session, and the key must go all the same.
+    const userId = sessions.get()?.userId;
     if (everywhere) {
       // Asked because another phone may be in a thief's hands: not done, the worker is told and stays signed in to
       // try again (before, the error was dropped and this phone signed out as if the others were). Done, auth's end
@@ -34,6 +41,7 @@ export function Settings() {
         setBusy(false);
         return setError(t("signOutAllFailed", { reason: plainError(err, locale) }));
       }
+      await forgetKey(userId);
       return sessions.clear();
     }
     // The push token first, while the session may still ask: after Logout the gateway refuses it, and the phone
@@ -41,6 +49,7 @@ export function Settings() {
     // phone forgets the session anyway.
     await push.unregister().catch(() => undefined);
     await logout.mutateAsync({}).catch(() => undefined);
+    await forgetKey(userId);
     await sessions.clear();
   };
   return (

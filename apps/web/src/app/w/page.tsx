@@ -12,6 +12,7 @@ import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { useLiveFigures } from "../../lib/live-figures";
 import { formatAmount, WALLET_CURRENCY } from "../../lib/money";
 import { nairobiMonthStart } from "../../lib/nairobi-time";
+import { forgetDeviceKey } from "../../lib/device-key";
 import { clearSession, loadSession } from "../../lib/session";
 import { EarningsCharts } from "./earnings";
 import { WorkerNav } from "./nav";
@@ -76,9 +77,13 @@ export default function Home() {
         className="secondary"
         disabled={signOutAll.isPending}
         onClick={async () => {
+          // This browser's key approves withdrawals: kept, whoever signed in here next as this worker would use it. Read
+          // first: a call refused meanwhile may clear the session before the answer below.
+          const userId = loadSession()?.userId;
           // Not done, the worker is told and stays signed in to try again: a stolen phone's session would live on.
           const failed = await signOutAll.mutateAsync({}).then(() => undefined, (x: unknown) => x);
           if (failed) return setSignOutError(t("signOutAllFailed", { reason: err(failed) }));
+          if (userId) await forgetDeviceKey(userId).catch(() => undefined);
           clearSession();
           router.replace("/w/signin");
         }}
