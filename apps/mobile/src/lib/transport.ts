@@ -15,12 +15,13 @@ export function authInterceptor(sessions: SessionStore, refreshTransport: () => 
       if (!s) return false;
       try {
         const { tokens } = await createClient(AuthService, refreshTransport()).refreshSession({ refreshToken: s.refreshToken });
-        if (!tokens) return false;
+        // Signed out (or signed in again) while it was asked: its answer would sign the worker back in.
+        if (!tokens || sessions.get()?.refreshToken !== s.refreshToken) return false;
         await sessions.save(tokens);
         return true;
       } catch (err) {
-        // Only a refused refresh token ends the session; no network keeps it for later.
-        if (ConnectError.from(err).code === Code.Unauthenticated) await sessions.clear();
+        // Only a refused refresh token ends the session (not a newer one signed in meanwhile); no network keeps it for later.
+        if (ConnectError.from(err).code === Code.Unauthenticated && sessions.get()?.refreshToken === s.refreshToken) await sessions.clear();
         return false;
       }
     })().finally(() => (refreshing = undefined)));
