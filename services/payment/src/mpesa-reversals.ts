@@ -121,7 +121,11 @@ async function reversalUnderKey(deps: Deps, tip: ReversibleTip, input: ReverseIn
   if (asked?.currency !== undefined && asked.currency !== "KES") throw fieldError("amount", "the tip was paid in KES");
   if (asked && asked.amountMinor !== paid) throw fieldError("amount", `M-Pesa gives a payment back whole: ${formatMoney(paid, "KES")}, or leave it unset`);
   await withTransaction(pool, async (tx) => {
-    const { rows: [locked] } = await tx.query<{ rejection_claim: string | null }>("SELECT rejection_claim FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
+    const { rows: [locked] } = await tx.query<{ rejection_claim: string | null; mpesa_receipt: string | null }>(
+      "SELECT rejection_claim, mpesa_receipt FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
+    // The payment reversed is the tip's as it is now: a late callback may have given it its push's receipt since it was
+    // read, its paybill payment parked in suspense (parkSecondPaybillPayment), which must not be reversed as well.
+    if (locked.mpesa_receipt !== tip.mpesa_receipt) throw new InvalidStateError("tip_id: the tip's payment receipt changed meanwhile; retry");
     // A declined tip's money spent otherwise meanwhile (support refunded its paybill payment, or credited it as another tip).
     if (declinedInSuspense(tip) && (locked.rejection_claim !== "plain" || (await spentReceiptOf(tx, tip)))) {
       throw new InvalidStateError("tip_id: the declined tip's payment was refunded by support or credited as another tip already");

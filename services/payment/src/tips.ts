@@ -658,6 +658,29 @@ function callbackMismatches(tip: TipRow, o: StkOutcome): string[] {
   return problems;
 }
 
+/**
+ * A paybill confirmation naming a tip's reference, recorded as its payment (outcome 'duplicate') after a query's success
+ * without a receipt, when the push's own callback then names another receipt: two payments, and the paybill one was
+ * left in M-Pesa clearing, credited to no one and in no suspense list, so support could neither refund nor place it.
+ * Parked now (reconcileC2b posts it from clearing to suspense), and the tip takes its push's receipt. Whether it moved.
+ */
+async function parkSecondPaybillPayment(tx: Queryable, tip: TipRow, paybill: string, pushReceipt: string): Promise<boolean> {
+  const { rowCount } = await tx.query(
+    `WITH parked AS (
+       UPDATE payment.c2b_payments SET outcome = 'suspense', resolution = 'open', tip_id = NULL, reason = $4
+        WHERE trans_id = $2 AND tip_id = $1 AND outcome = 'duplicate' AND suspense_entry_id IS NULL
+          AND NOT EXISTS (SELECT 1 FROM payment.tips WHERE mpesa_receipt = $3)
+          AND NOT EXISTS (SELECT 1 FROM payment.c2b_payments WHERE trans_id = $3)
+          -- A refund of the tip reversing the paybill payment (not one that failed): it is not money left in clearing.
+          AND NOT EXISTS (SELECT 1 FROM payment.mpesa_reversals WHERE tip_id = $1 AND receipt = $2 AND (status <> 'failed' OR reversal_receipt IS NOT NULL))
+        RETURNING trans_id
+     )
+     UPDATE payment.tips SET mpesa_receipt = $3 WHERE tip_id = $1 AND mpesa_receipt = $2 AND EXISTS (SELECT 1 FROM parked)`,
+    [tip.tip_id, paybill, pushReceipt, `a second payment for tip reference ${tip.account_reference}, whose push was paid by ${pushReceipt}`],
+  );
+  return rowCount === 1;
+}
+
 /** A success for a locked tip: credited (or held in suspense) once, a duplicate after that. */
 async function decideSuccess(
   tx: Queryable, { tip, owner, suspense, neverMoneyMinor }: LockedForOutcome, o: StkOutcome, mark: CallbackMark | undefined,
@@ -702,7 +725,13 @@ async function decideSuccess(
       const problems = recorded && o.source === "callback" && tip.credit_key.startsWith("stk-") ? callbackMismatches(tip, o) : [];
       if (problems.length) await flag(`callback does not match the tip a query had credited in full: ${problems.join("; ")}; recover the difference from the worker`);
     } else if (o.receipt && tip.mpesa_receipt !== o.receipt) {
-      await flag(`a second success with another receipt (${o.receipt}) for an already paid push; not credited`);
+      const paybill = tip.mpesa_receipt;
+      // Only a push receipt nothing else knows: one a paybill confirmation brought too is in suspense already (parked
+      // as a second payment for this tip), or refunded or placed by support since; one a tip holds is that tip's.
+      if (o.source === "callback" && paybill && !owner && !suspense && neverMoneyMinor == null && (await parkSecondPaybillPayment(tx, tip, paybill, o.receipt))) {
+        await flag(`paybill payment ${paybill}, recorded as this tip's payment after a query's success, was a second payment: `
+          + `the push's callback names ${o.receipt}. The tip takes ${o.receipt}; ${paybill} is parked in suspense for support to refund or place`);
+      } else await flag(`a second success with another receipt (${o.receipt}) for an already paid push; not credited`);
     }
     return { result: "duplicate" };
   }

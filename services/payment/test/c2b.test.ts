@@ -424,6 +424,38 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("a push reported paid by STK query first (no receipt), then a paybill payment naming the tip's reference under another receipt, then the push's late callback: the paybill one was a second payment, parked in suspense for support; the tip takes the push's receipt; credited once", async () => {
+    const { w, push } = await paidByQueryFirst();
+    const row = await tipRow(push.tipId);
+    const second = await h.sim.c2b.pay({ billRefNumber: row.account_reference, amount: 100, msisdn: push.payer, skipValidation: true });
+    await eventually(async () => (await c2bRow(second.transId))?.outcome === "duplicate", "taken for the tip's payment (it could be)");
+    assert.equal((await tipRow(push.tipId)).mpesa_receipt, second.transId);
+    assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, lateSuccess(row, push.receipt, push.payer))).status, 200);
+    // Before, the paybill payment stayed the tip's 'duplicate': in clearing, credited to no one, nothing for support to refund.
+    const parked = await c2bRow(second.transId);
+    assert.deepEqual([parked.outcome, parked.resolution, parked.tip_id], ["suspense", "open", null]);
+    assert.equal((await tipRow(push.tipId)).mpesa_receipt, push.receipt, "the tip has its push's receipt");
+    await internal.reconcilePending({ limit: 100 });
+    await eventually(async () => (await c2bRow(second.transId)).suspense_entry_id !== null, "moved from clearing to suspense");
+    assert.equal(await alerts(push.tipId, "CALLBACK_MISMATCH"), 1, "support is told");
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id)], [9500n, 1], "credited once");
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("as above, but the push's own paybill confirmation came before its callback (parked as a second payment for the tip): nothing moves again, the tip keeps the paybill payment, credited once", async () => {
+    const { w, push } = await paidByQueryFirst();
+    const row = await tipRow(push.tipId);
+    const second = await h.sim.c2b.pay({ billRefNumber: row.account_reference, amount: 100, msisdn: push.payer, skipValidation: true });
+    await eventually(async () => (await c2bRow(second.transId))?.outcome === "duplicate", "taken for the tip's payment");
+    await h.sim.c2b.pay({ billRefNumber: row.account_reference, amount: 100, transId: push.receipt, msisdn: push.payer, skipValidation: true });
+    await eventually(async () => (await c2bRow(push.receipt))?.outcome === "suspense", "the push's payment parked as a second one");
+    assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, lateSuccess(row, push.receipt, push.payer))).status, 200);
+    // Parking the paybill payment too would leave two payments in suspense and one credit: three postings for two payments.
+    assert.deepEqual([(await c2bRow(second.transId)).outcome, (await tipRow(push.tipId)).mpesa_receipt], ["duplicate", second.transId]);
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id)], [9500n, 1], "credited once");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a lost callback's C2B confirmation naming nothing and its STK query's success (no receipt), decided at the same time: the query waits for the parking and holds the tip from it, never credits from clearing beside a parked payment", async () => {
     const w = await worker();
     const push = await lostCallbackPush(w);
