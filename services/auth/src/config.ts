@@ -32,8 +32,8 @@ const shape = {
   AUTH_OTP_DAILY_PER_PREFIX: z.coerce.number().int().min(1).default(2_000),
   AUTH_OTP_DAILY_TOTAL: z.coerce.number().int().min(1).default(20_000),
   AUTH_PIN_MAX_FAILURES: z.coerce.number().int().min(1).default(5),
-  // A PIN reset by SMS code needs only the SIM (a swapped one, a code talked out of its owner): a device key added
-  // after it approves no withdrawal, nor a new payout number, for this long. Keys added before it are the owner's.
+  // A PIN reset by SMS code needs only the SIM (a swapped one, a code talked out of its owner): for this long after it
+  // no device key approves a withdrawal or a new payout number (a lost phone may keep its key).
   AUTH_PAYOUT_HOLD_AFTER_PIN_RESET_HOURS: z.coerce.number().int().min(0).max(720).default(24),
   AUTH_LOCKOUT_BASE_SECONDS: z.coerce.number().int().min(1).default(60),
   AUTH_PARTNER_REPLAY_WINDOW_SECONDS: z.coerce.number().int().min(10).default(300),
@@ -73,7 +73,7 @@ export interface AuthConfig {
   otpDailyPerPrefix: number;
   otpDailyTotal: number;
   pinMaxFailures: number;
-  /** After a PIN reset by SMS code, how long keys added since approve no payout (0: no hold). */
+  /** After a PIN reset by SMS code, how long no device key approves a payout (0: no hold). */
   payoutHoldAfterPinResetMs: number;
   lockoutBaseSeconds: number;
   partnerReplayWindowSeconds: number;

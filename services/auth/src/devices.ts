@@ -2,7 +2,7 @@ import { createPublicKey, randomBytes, randomUUID, verify, type JsonWebKey } fro
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, type ServiceImpl } from "@connectrpc/connect";
-import { clockOf, DomainError, emitEvent, NAIROBI_OFFSET_MS, fieldError, InvalidStateError, NotFoundError, optionalTimestamp, PermissionDeniedError, type Queryable, withTransaction } from "@ttip/runtime";
+import { clockOf, DomainError, emitEvent, fieldError, InvalidStateError, NAIROBI_OFFSET_MS, NotFoundError, optionalTimestamp, PermissionDeniedError, type Queryable, withTransaction } from "@ttip/runtime";
 import { DeviceSchema, type Device } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { DeviceRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
@@ -80,10 +80,13 @@ function registerDeviceHandler(core: AuthCore): Impl["registerDevice"] {
       // The PIN changed since it was checked (that change signs out whoever knew the old one): no key on the old PIN.
       if ((await getUser(tx, caller.subject, true)).pin_hash !== checked) throw new InvalidStateError("the PIN was changed meanwhile: enter the new one");
       const { rows } = await tx.query(
-        // The session that added the key is on that phone: removing the device ends it (removeDevice). registered_at
-        // on the service's clock, as a PIN reset's time it is compared with (payoutHoldAfterReset).
-        `INSERT INTO auth.devices (device_id, user_id, name, public_key_jwk, registered_session_id, registered_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${DEVICE_COLUMNS}`,
-        [randomUUID(), caller.subject, req.name, JSON.stringify(jwk), sessionId, new Date(clockOf(core.ctx).now())],
+        // The session that added the key is on that phone: removing the device ends it (removeDevice). A key added
+        // within the hold after a PIN reset by SMS code approves no withdrawal until it ends (payoutHoldAfterReset).
+        `INSERT INTO auth.devices (device_id, user_id, name, public_key_jwk, registered_session_id, payout_held_until)
+         SELECT $1, $2, $3, $4, $5, CASE WHEN u.pin_reset_at + $7::float8 * interval '1 millisecond' > $6 THEN u.pin_reset_at + $7::float8 * interval '1 millisecond' END
+           FROM auth.users u WHERE u.user_id = $2
+         RETURNING ${DEVICE_COLUMNS}`,
+        [randomUUID(), caller.subject, req.name, JSON.stringify(jwk), sessionId, new Date(clockOf(core.ctx).now()), core.config.payoutHoldAfterPinResetMs],
       );
       await audit(tx, AuditAction.DEVICE_REGISTERED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `device ${rows[0].device_id}` });
       // Told to the user by SMS (notification): a key added from a session someone else holds would approve their withdrawals.
@@ -131,23 +134,17 @@ function removeDeviceHandler(core: AuthCore): Impl["removeDevice"] {
 const MONEY_PURPOSES = new Set(["payout", "payout_number"]);
 
 /**
- * Refuses a money proof from a key added since the PIN was reset by SMS code, within the hold: a SIM's holder can
- * reset the PIN, add a key and pay out to any number within minutes. A key added before the reset is the owner's.
+ * Refuses a money proof from a key within the hold after a PIN reset by SMS code: a SIM's holder can reset the PIN,
+ * add a key (or use one a lost phone kept) and pay out to any number within minutes. Every key the account had at the
+ * reset is held (ResetPin), and each added within the hold after it (RegisterDevice).
  */
 async function payoutHoldAfterReset(core: AuthCore, deviceId: string, userId: string): Promise<void> {
-  if (core.config.payoutHoldAfterPinResetMs <= 0) return;
-  const { rows } = await core.ctx.pool.query(
-    `SELECT u.pin_reset_at FROM auth.users u JOIN auth.devices d ON d.user_id = u.user_id
-      WHERE d.device_id = $1 AND u.user_id = $2 AND u.pin_reset_at IS NOT NULL AND d.registered_at >= u.pin_reset_at`,
-    [deviceId, userId],
-  );
-  const resetAt: Date | undefined = rows[0]?.pin_reset_at;
-  if (!resetAt) return;
-  const until = new Date(resetAt.getTime() + core.config.payoutHoldAfterPinResetMs);
-  if (until.getTime() <= clockOf(core.ctx).now()) return;
+  const { rows } = await core.ctx.pool.query("SELECT payout_held_until FROM auth.devices WHERE device_id = $1 AND user_id = $2", [deviceId, userId]);
+  const until: Date | null | undefined = rows[0]?.payout_held_until;
+  if (!until || until.getTime() <= clockOf(core.ctx).now()) return;
   const nairobi = new Date(until.getTime() + NAIROBI_OFFSET_MS).toISOString();
   throw new PayoutsHeldError(
-    `withdrawals from a device added after a PIN reset by SMS code wait until ${nairobi.slice(0, 10)} ${nairobi.slice(11, 16)} Nairobi time: if you did not reset your PIN, call support`,
+    `after a PIN reset by SMS code, withdrawals wait until ${nairobi.slice(0, 10)} ${nairobi.slice(11, 16)} Nairobi time: if you did not reset your PIN, call support`,
     { held_until: until.toISOString() },
   );
 }

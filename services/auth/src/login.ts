@@ -280,12 +280,19 @@ function resetPinHandler(core: AuthCore): Impl["resetPin"] {
       if (!consumed.rowCount) throw new InvalidStateError("this code was already used");
       const before = await getUser(tx, user.user_id, true);
       await tx.query(
-        // pin_reset_at: the service's clock, as the devices' registered_at it is compared with (payoutHoldAfterReset).
+        // pin_reset_at: keys added within the hold after it approve no withdrawal (RegisterDevice, payoutHoldAfterReset).
         "UPDATE auth.users SET pin_hash = $2, pin_failures = 0, lockouts = 0, locked_until = NULL, pin_reset_at = $3, updated_at = now() WHERE user_id = $1",
         [user.user_id, pinHash, new Date(clockOf(core.ctx).now())],
       );
       // Whoever knew the old PIN loses every session it opened.
       const revoked = await revokeSessions(tx, "user_id = $1", [user.user_id], "PIN reset");
+      // The keys already added approve no withdrawal for the hold either: one may be on a phone the worker lost or
+      // handed on, signed out but holding its key, which a SIM's holder would use after this reset.
+      await tx.query(
+        `UPDATE auth.devices SET payout_held_until = greatest(payout_held_until, $2::timestamptz + $3::float8 * interval '1 millisecond')
+          WHERE user_id = $1 AND removed_at IS NULL AND $3::float8 > 0`,
+        [user.user_id, new Date(clockOf(core.ctx).now()), core.config.payoutHoldAfterPinResetMs],
+      );
       const session = await openSession(core, tx, {
         userId: user.user_id, roles: before.roles, userAgent: userAgentOf(ctx), ip, pinVerified: true,
       });

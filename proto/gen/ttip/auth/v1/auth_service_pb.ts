@@ -1931,8 +1931,8 @@ export const AuthService: GenService<{
   /**
    * A one-time challenge for the device to sign behind the phone's biometric prompt.
    * FAILED_PRECONDITION (reason PAYOUTS_HELD_AFTER_PIN_RESET, metadata held_until) for a
-   * "payout" or "payout_number" proof from a key added after the PIN was reset by SMS code,
-   * for a day after that reset: the SIM alone can reset it.
+   * "payout" or "payout_number" proof for a day after the PIN was reset by SMS code (the SIM
+   * alone can reset it), from the keys the account had then and those added since.
    *
    * @generated from rpc ttip.auth.v1.AuthService.CreateDeviceChallenge
    */

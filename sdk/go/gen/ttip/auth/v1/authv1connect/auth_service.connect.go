@@ -189,8 +189,8 @@ type AuthServiceClient interface {
 	RemoveDevice(context.Context, *connect.Request[v1.RemoveDeviceRequest]) (*connect.Response[v1.RemoveDeviceResponse], error)
 	// A one-time challenge for the device to sign behind the phone's biometric prompt.
 	// FAILED_PRECONDITION (reason PAYOUTS_HELD_AFTER_PIN_RESET, metadata held_until) for a
-	// "payout" or "payout_number" proof from a key added after the PIN was reset by SMS code,
-	// for a day after that reset: the SIM alone can reset it.
+	// "payout" or "payout_number" proof for a day after the PIN was reset by SMS code (the SIM
+	// alone can reset it), from the keys the account had then and those added since.
 	CreateDeviceChallenge(context.Context, *connect.Request[v1.CreateDeviceChallengeRequest]) (*connect.Response[v1.CreateDeviceChallengeResponse], error)
 	// Checks the signature; returns a short-lived step-up token (second factor for payouts).
 	// PERMISSION_DENIED for a bad signature; FAILED_PRECONDITION for a used or expired challenge.
@@ -502,8 +502,8 @@ type AuthServiceHandler interface {
 	RemoveDevice(context.Context, *connect.Request[v1.RemoveDeviceRequest]) (*connect.Response[v1.RemoveDeviceResponse], error)
 	// A one-time challenge for the device to sign behind the phone's biometric prompt.
 	// FAILED_PRECONDITION (reason PAYOUTS_HELD_AFTER_PIN_RESET, metadata held_until) for a
-	// "payout" or "payout_number" proof from a key added after the PIN was reset by SMS code,
-	// for a day after that reset: the SIM alone can reset it.
+	// "payout" or "payout_number" proof for a day after the PIN was reset by SMS code (the SIM
+	// alone can reset it), from the keys the account had then and those added since.
 	CreateDeviceChallenge(context.Context, *connect.Request[v1.CreateDeviceChallengeRequest]) (*connect.Response[v1.CreateDeviceChallengeResponse], error)
 	// Checks the signature; returns a short-lived step-up token (second factor for payouts).
 	// PERMISSION_DENIED for a bad signature; FAILED_PRECONDITION for a used or expired challenge.

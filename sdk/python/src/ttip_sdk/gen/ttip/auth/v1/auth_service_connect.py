@@ -125,8 +125,8 @@ class AuthService(Protocol):
         """
         A one-time challenge for the device to sign behind the phone's biometric prompt.
         FAILED_PRECONDITION (reason PAYOUTS_HELD_AFTER_PIN_RESET, metadata held_until) for a
-        "payout" or "payout_number" proof from a key added after the PIN was reset by SMS code,
-        for a day after that reset: the SIM alone can reset it.
+        "payout" or "payout_number" proof for a day after the PIN was reset by SMS code (the SIM
+        alone can reset it), from the keys the account had then and those added since.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -796,8 +796,8 @@ class AuthServiceClient(ConnectClient):
         """
         A one-time challenge for the device to sign behind the phone's biometric prompt.
         FAILED_PRECONDITION (reason PAYOUTS_HELD_AFTER_PIN_RESET, metadata held_until) for a
-        "payout" or "payout_number" proof from a key added after the PIN was reset by SMS code,
-        for a day after that reset: the SIM alone can reset it.
+        "payout" or "payout_number" proof for a day after the PIN was reset by SMS code (the SIM
+        alone can reset it), from the keys the account had then and those added since.
         """
         return await self.execute_unary(
             request=request,
@@ -959,8 +959,8 @@ class AuthServiceSync(Protocol):
         """
         A one-time challenge for the device to sign behind the phone's biometric prompt.
         FAILED_PRECONDITION (reason PAYOUTS_HELD_AFTER_PIN_RESET, metadata held_until) for a
-        "payout" or "payout_number" proof from a key added after the PIN was reset by SMS code,
-        for a day after that reset: the SIM alone can reset it.
+        "payout" or "payout_number" proof for a day after the PIN was reset by SMS code (the SIM
+        alone can reset it), from the keys the account had then and those added since.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1628,8 +1628,8 @@ class AuthServiceClientSync(ConnectClientSync):
         """
         A one-time challenge for the device to sign behind the phone's biometric prompt.
         FAILED_PRECONDITION (reason PAYOUTS_HELD_AFTER_PIN_RESET, metadata held_until) for a
-        "payout" or "payout_number" proof from a key added after the PIN was reset by SMS code,
-        for a day after that reset: the SIM alone can reset it.
+        "payout" or "payout_number" proof for a day after the PIN was reset by SMS code (the SIM
+        alone can reset it), from the keys the account had then and those added since.
         """
         return self.execute_unary(
             request=request,
