@@ -308,7 +308,7 @@ describe("the customer's tip page (chromium at phone size)", () => {
     return { worker, phone, page, request, first: /\/tips\/([0-9a-f-]{36})/.exec(page.url())![1] };
   }
 
-  test("without scripts from the first page, Pay's answer lost and the page opened again: the same tip, one prompt; answered, the seed is forgotten", async () => {
+  test("without scripts from the first page, Pay's answer lost and the page opened again: the same tip, one prompt; the tip's page open, the seed is forgotten", async () => {
     const worker = await h.worker("Otieno");
     const code = await h.qrCode(worker);
     const page = await h.phone({ javaScriptEnabled: false });
@@ -321,7 +321,7 @@ describe("the customer's tip page (chromium at phone size)", () => {
     // The QR scanned again: no script ever kept the seed, the page's first answer did (before, a new seed: a second tip).
     await payAgainIsTheFirstTip(page, code.url, worker, phone);
     const seeds = (await page.context().cookies(code.url)).filter((c) => c.name === "ttip_seed");
-    assert.deepEqual(seeds, [], "answered: a tip asked for after this one is a new one");
+    assert.deepEqual(seeds, [], "its tip's page open: a tip asked for after this one is a new one");
   });
 
   test("the same form posted twice (a double tap, or back and resubmit) starts one payment", async () => {
@@ -377,8 +377,18 @@ describe("the customer's tip page (chromium at phone size)", () => {
       await page.waitForURL(/\/tips\//);
       const waiting = page.url();
       // Navigated to again with no script running: the waiting page reloads itself (its meta refresh).
-      const reloaded = await page.waitForResponse((r) => r.url() === waiting && r.request().isNavigationRequest(), { timeout: 60_000 });
-      assert.equal(reloaded.status(), 200, "the waiting page reloads itself");
+      const reload = () => page.waitForResponse((r) => r.url().startsWith(waiting.split("?")[0]) && r.url().includes("refreshed=1") && r.request().isNavigationRequest(), { timeout: 60_000 });
+      assert.equal((await reload()).status(), 200, "the waiting page reloads itself");
+      // The code's page opened in another tab meanwhile, for a tip meant next: the waiting page's reloads keep its seed
+      // (only a tip page's first opening ends it; before, each reload did, and that tab's Pay retried got a new key).
+      const next = await page.context().newPage();
+      await next.goto(code.url);
+      const seed = async () => (await page.context().cookies(code.url)).find((c) => c.name === "ttip_seed")?.value;
+      const kept = await seed();
+      assert.ok(kept, "the code's page set its seed");
+      await reload();
+      assert.equal(await seed(), kept, "a reload of the waiting page does not end it");
+      await next.close();
     } finally {
       await callbacks.release();
     }

@@ -6,7 +6,16 @@
 
 /** How long a seed is kept: past an M-Pesa prompt's life, a tip asked for again is meant again. */
 const KEPT_MS = 30 * 60_000;
-export const SEED_KEPT_SECONDS = KEPT_MS / 1000;
+/**
+ * The cookie's life when the page's first answer sets it (middleware.ts): without scripts nothing renews it at Pay,
+ * so it counts from the page's opening, long enough for a page left open a while before Pay. A tip's page ends it.
+ */
+export const SCRIPTLESS_SEED_SECONDS = 2 * 3600;
+/**
+ * The query parameter a tip's page adds when it reloads itself without scripts: only its first opening ends the seed.
+ * Each reload ending it would end the seed of the code's page opened in another tab meanwhile, for a tip meant next.
+ */
+export const REFRESHED = "refreshed";
 /**
  * Each form keeps its own seed: the M-Pesa form's is renewed after an answered refusal, and the card's, had it
  * been the same, would then have named a card tip confirmed before under another key: a second charge.
@@ -17,7 +26,7 @@ const storageKey = (shortCode: string, form: SeedForm) => `ttip.${form === "card
 /**
  * The kept seed is in a cookie too (its code's path), which the page's server renders into the form: a page opened
  * again and paid before its script ran (a slow phone), or without scripts, sent the page's new seed, a second tip.
- * Without scripts the page's first answer sets it (middleware.ts) and the form's action ends or renews it.
+ * Without scripts the page's first answer sets it, a tip's page ends it (middleware.ts), an answered refusal renews it.
  */
 export const SEED_COOKIE = "ttip_seed";
 export const seedCookiePath = (shortCode: string) => `/t/${encodeURIComponent(shortCode)}`;

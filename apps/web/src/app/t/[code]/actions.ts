@@ -15,7 +15,7 @@ import type { Locale, Messages } from "../../../lib/i18n";
 import { formatMoney, parseWholeUnits } from "../../../lib/money";
 import { normaliseKenyanPhone } from "../../../lib/phone";
 import { requestKey } from "../../../lib/request-key";
-import { SEED_COOKIE, SEED_KEPT_SECONDS, seedCookiePath } from "../../../lib/tip-seed";
+import { SCRIPTLESS_SEED_SECONDS, SEED_COOKIE, seedCookiePath } from "../../../lib/tip-seed";
 import { newWriteKey, settlesWrite } from "../../../lib/write-key";
 import { recipientOf } from "./target";
 
@@ -103,7 +103,7 @@ export async function payTip(_prev: TipFormState, form: FormData): Promise<TipFo
     if (settlesWrite(e)) {
       state.seed = newWriteKey();
       // A page opened again renders its cookie's seed (a browser without scripts keeps no other).
-      (await cookies()).set(SEED_COOKIE, state.seed, { path: seedCookiePath(shortCode), maxAge: SEED_KEPT_SECONDS, sameSite: "lax" });
+      (await cookies()).set(SEED_COOKIE, state.seed, { path: seedCookiePath(shortCode), maxAge: SCRIPTLESS_SEED_SECONDS, sameSite: "lax" });
     }
     if (e.code === Code.InvalidArgument && /mpesa_phone|phone/.test(e.rawMessage)) return { ...state, errors: { phone: "err_phone" } };
     // Within the limit, but the fee the customer covers takes M-Pesa's charge past it.
@@ -124,8 +124,6 @@ export async function payTip(_prev: TipFormState, form: FormData): Promise<TipFo
   const jar = await cookies();
   if (values.remember) jar.set("ttip_phone", values.phone, { path: "/t", maxAge: 180 * 86400, httpOnly: true, sameSite: "lax" });
   else jar.delete({ name: "ttip_phone", path: "/t" });
-  // Answered: a tip asked for after this is a new one (the page's script forgets its seed on the tip's page too).
-  jar.delete({ name: SEED_COOKIE, path: seedCookiePath(shortCode) });
   redirect(`/t/${encodeURIComponent(shortCode)}/tips/${tipId}${payload ? `?p=${encodeURIComponent(payload)}` : ""}`);
 }
 

@@ -8,6 +8,7 @@ import { pickLocale, translator, type Translate } from "../../../../../lib/i18n"
 import { formatMoney } from "../../../../../lib/money";
 import { LanguageSwitch, WhoCard } from "../../parts";
 import { resolveTarget } from "../../target";
+import { REFRESHED } from "../../../../../lib/tip-seed";
 import { FeedbackForm } from "./feedback-form";
 import { ForgetTipSeed, LiveStatus } from "./live-status";
 
@@ -46,9 +47,9 @@ export default async function TipStatusPage({ params, searchParams }: { params: 
   return (
     <main>
       {pending ? (
-        // Without scripts the page reloads itself until M-Pesa answers.
+        // Without scripts the page reloads itself until M-Pesa answers (marked: middleware.ts keeps the seed then).
         <noscript>
-          <meta httpEquiv="refresh" content="3" />
+          <meta httpEquiv="refresh" content={`3;url=${pageUrl}${payload ? "&" : "?"}${REFRESHED}=1`} />
         </noscript>
       ) : null}
       <LanguageSwitch locale={locale} back={pageUrl} t={t} />
