@@ -34,7 +34,11 @@ export async function withBuildLock<T>(lock: string, work: () => Promise<T>, { s
   }
   const touch = setInterval(() => {
     const now = new Date();
-    if (ownerOf(lock) === owner) utimesSync(lock, now, now);
+    try {
+      if (ownerOf(lock) === owner) utimesSync(lock, now, now);
+    } catch {
+      // Taken over and removed meanwhile (this process stalled past staleMs): nothing of ours to touch.
+    }
   }, Math.max(10, Math.floor(staleMs / 4)));
   touch.unref();
   try {
