@@ -82,11 +82,11 @@ function registerDeviceHandler(core: AuthCore): Impl["registerDevice"] {
       const { rows } = await tx.query(
         // The session that added the key is on that phone: removing the device ends it (removeDevice). A key added
         // within the hold after a PIN reset by SMS code approves no withdrawal until it ends (payoutHoldAfterReset).
+        // (The end of a hold already past, or of none after no reset, holds nothing.)
         `INSERT INTO auth.devices (device_id, user_id, name, public_key_jwk, registered_session_id, payout_held_until)
-         SELECT $1, $2, $3, $4, $5, CASE WHEN u.pin_reset_at + $7::float8 * interval '1 millisecond' > $6 THEN u.pin_reset_at + $7::float8 * interval '1 millisecond' END
-           FROM auth.users u WHERE u.user_id = $2
+         SELECT $1, $2, $3, $4, $5, u.pin_reset_at + $6::float8 * interval '1 millisecond' FROM auth.users u WHERE u.user_id = $2
          RETURNING ${DEVICE_COLUMNS}`,
-        [randomUUID(), caller.subject, req.name, JSON.stringify(jwk), sessionId, new Date(clockOf(core.ctx).now()), core.config.payoutHoldAfterPinResetMs],
+        [randomUUID(), caller.subject, req.name, JSON.stringify(jwk), sessionId, core.config.payoutHoldAfterPinResetMs],
       );
       await audit(tx, AuditAction.DEVICE_REGISTERED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `device ${rows[0].device_id}` });
       // Told to the user by SMS (notification): a key added from a session someone else holds would approve their withdrawals.

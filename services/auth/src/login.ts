@@ -290,7 +290,7 @@ function resetPinHandler(core: AuthCore): Impl["resetPin"] {
       // handed on, signed out but holding its key, which a SIM's holder would use after this reset.
       await tx.query(
         `UPDATE auth.devices SET payout_held_until = greatest(payout_held_until, $2::timestamptz + $3::float8 * interval '1 millisecond')
-          WHERE user_id = $1 AND removed_at IS NULL AND $3::float8 > 0`,
+          WHERE user_id = $1 AND removed_at IS NULL`,
         [user.user_id, new Date(clockOf(core.ctx).now()), core.config.payoutHoldAfterPinResetMs],
       );
       const session = await openSession(core, tx, {

@@ -669,6 +669,8 @@ async function parkSecondPaybillPayment(tx: Queryable, tip: TipRow, paybill: str
     `WITH parked AS (
        UPDATE payment.c2b_payments SET outcome = 'suspense', resolution = 'open', tip_id = NULL, reason = $4
         WHERE trans_id = $2 AND tip_id = $1 AND outcome = 'duplicate' AND suspense_entry_id IS NULL
+          -- Only for a push receipt nothing else knows: one a tip holds is that tip's; one a paybill confirmation brought
+          -- too is in suspense already (parked as a second payment for this tip), or refunded or placed by support since.
           AND NOT EXISTS (SELECT 1 FROM payment.tips WHERE mpesa_receipt = $3)
           AND NOT EXISTS (SELECT 1 FROM payment.c2b_payments WHERE trans_id = $3)
           -- A refund of the tip reversing the paybill payment (not one that failed): it is not money left in clearing.
@@ -726,9 +728,7 @@ async function decideSuccess(
       if (problems.length) await flag(`callback does not match the tip a query had credited in full: ${problems.join("; ")}; recover the difference from the worker`);
     } else if (o.receipt && tip.mpesa_receipt !== o.receipt) {
       const paybill = tip.mpesa_receipt;
-      // Only a push receipt nothing else knows: one a paybill confirmation brought too is in suspense already (parked
-      // as a second payment for this tip), or refunded or placed by support since; one a tip holds is that tip's.
-      if (o.source === "callback" && paybill && !owner && !suspense && neverMoneyMinor == null && (await parkSecondPaybillPayment(tx, tip, paybill, o.receipt))) {
+      if (o.source === "callback" && paybill && (await parkSecondPaybillPayment(tx, tip, paybill, o.receipt))) {
         await flag(`paybill payment ${paybill}, recorded as this tip's payment after a query's success, was a second payment: `
           + `the push's callback names ${o.receipt}. The tip takes ${o.receipt}; ${paybill} is parked in suspense for support to refund or place`);
       } else await flag(`a second success with another receipt (${o.receipt}) for an already paid push; not credited`);

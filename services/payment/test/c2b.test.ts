@@ -424,12 +424,18 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
-  test("a push reported paid by STK query first (no receipt), then a paybill payment naming the tip's reference under another receipt, then the push's late callback: the paybill one was a second payment, parked in suspense for support; the tip takes the push's receipt; credited once", async () => {
+  /** A push paid by STK query first (no receipt), then a paybill payment naming its reference under another receipt: taken for the tip's (it could be). */
+  const paybillTakenForQueriedTip = async () => {
     const { w, push } = await paidByQueryFirst();
     const row = await tipRow(push.tipId);
     const second = await h.sim.c2b.pay({ billRefNumber: row.account_reference, amount: 100, msisdn: push.payer, skipValidation: true });
-    await eventually(async () => (await c2bRow(second.transId))?.outcome === "duplicate", "taken for the tip's payment (it could be)");
+    await eventually(async () => (await c2bRow(second.transId))?.outcome === "duplicate", "taken for the tip's payment");
     assert.equal((await tipRow(push.tipId)).mpesa_receipt, second.transId);
+    return { w, push, row, second };
+  };
+
+  test("a push reported paid by STK query first (no receipt), then a paybill payment naming the tip's reference under another receipt, then the push's late callback: the paybill one was a second payment, parked in suspense for support; the tip takes the push's receipt; credited once", async () => {
+    const { w, push, row, second } = await paybillTakenForQueriedTip();
     assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, lateSuccess(row, push.receipt, push.payer))).status, 200);
     // Before, the paybill payment stayed the tip's 'duplicate': in clearing, credited to no one, nothing for support to refund.
     const parked = await c2bRow(second.transId);
@@ -443,10 +449,7 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
   });
 
   test("as above, but the push's own paybill confirmation came before its callback (parked as a second payment for the tip): nothing moves again, the tip keeps the paybill payment, credited once", async () => {
-    const { w, push } = await paidByQueryFirst();
-    const row = await tipRow(push.tipId);
-    const second = await h.sim.c2b.pay({ billRefNumber: row.account_reference, amount: 100, msisdn: push.payer, skipValidation: true });
-    await eventually(async () => (await c2bRow(second.transId))?.outcome === "duplicate", "taken for the tip's payment");
+    const { w, push, row, second } = await paybillTakenForQueriedTip();
     await h.sim.c2b.pay({ billRefNumber: row.account_reference, amount: 100, transId: push.receipt, msisdn: push.payer, skipValidation: true });
     await eventually(async () => (await c2bRow(push.receipt))?.outcome === "suspense", "the push's payment parked as a second one");
     assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, lateSuccess(row, push.receipt, push.payer))).status, 200);

@@ -64,8 +64,7 @@ process.once("SIGINT", () => stop.abort());
 process.once("SIGTERM", () => stop.abort());
 
 interface LaneResult {
-  failed: boolean;
-  /** One line per failed test or hook: where, which, and the error's first lines. */
+  /** One line per failed test or hook: where, which, and the error's first lines (none: the lane passed). */
   failures: string[];
   tapFile: string;
   /** Wall time per file (absolute path), ms. */
@@ -81,15 +80,11 @@ interface LaneResult {
  * (the beside lane's chart test talks to none of them).
  */
 async function lane(name: string, list: string[], concurrency: number, usesServers: boolean): Promise<LaneResult> {
-  const result: LaneResult = { failed: false, failures: [], tapFile: path.join(reportDir, `${name}.tap`), fileMs: new Map() };
+  const result: LaneResult = { failures: [], tapFile: path.join(reportDir, `${name}.tap`), fileMs: new Map() };
   const execArgv = ["--import", FILE_CPU];
   const stream = run({ files: list, concurrency, timeout: 360_000, signal: stop.signal, execArgv } as Parameters<typeof run>[0]);
   const isFile = (t: { nesting: number; file?: string; name: string }) => t.nesting === 0 && t.file && t.name === t.file;
-  stream.on("test:fail", (t) => {
-    if (t.todo) return;
-    result.failed = true;
-    result.failures.push(failureLine(t, root));
-  });
+  stream.on("test:fail", (t) => void (t.todo || result.failures.push(failureLine(t, root))));
   stream.on("test:dequeue", (t) => usesServers && isFile(t) && serverCpu.mark(t.file!, true));
   stream.on("test:complete", (t) => {
     if (!isFile(t)) return;
@@ -170,7 +165,7 @@ try {
   // Three files at a time: with two, a quiet 2-core machine sat 46% idle through the pooled lane (a file's
   // processes mostly wait on servers, timers and the browser), so the idle time was make test's wall.
   const lanes = await Promise.all([lane("pooled", runTogether(pooled, root), POOLED_FILES_AT_ONCE, true), ...(besideLane ? [besideLane] : [])]);
-  exitCode = lanes.some((l) => l.failed) || stop.signal.aborted ? 1 : 0;
+  exitCode = lanes.some((l) => l.failures.length > 0) || stop.signal.aborted ? 1 : 0;
   // The closing lines CI reads, from the TAP summaries of all files together.
   const count = (name: string) =>
     lanes.reduce((sum, l) => sum + Number(new RegExp(`^# ${name} (\\d+)$`, "m").exec(readFileSync(l.tapFile, "utf8"))?.[1] ?? 0), 0);
