@@ -6,7 +6,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
-import { loadDeviceKey, signChallenge } from "../../web/src/lib/device-key";
+import { forgetDeviceKey, loadDeviceKey, signChallenge } from "../../web/src/lib/device-key";
 import { sessionRefresher } from "../../web/src/lib/session-refresh";
 
 export interface Session {
@@ -93,7 +93,12 @@ export async function stepUp(): Promise<{ headers: Record<string, string> }> {
   const key = await loadDeviceKey(s.userId);
   if (!key) throw new Error("This browser holds no device key for you: sign out, then sign in with your PIN to register this device.");
   const auth = api(AuthService);
-  const ch = await auth.createDeviceChallenge({ deviceId: key.deviceId, purpose: "admin" });
+  const ch = await auth.createDeviceChallenge({ deviceId: key.deviceId, purpose: "admin" }).catch(async (err: unknown) => {
+    // Removed, or retired by auth (an account keeps ten keys): forgotten here, so the next sign-in adds a key.
+    if (ConnectError.from(err).code !== Code.NotFound) throw err;
+    await forgetDeviceKey(s.userId);
+    throw new Error("This browser's device key was removed from your account: sign out, then sign in with your PIN to add it again.");
+  });
   const signature = await signChallenge(key.privateKey, ch.challenge);
   const { stepUpToken } = await auth.verifyDeviceChallenge({ challengeId: ch.challengeId, signature });
   return { headers: { [STEP_UP_HEADER]: stepUpToken } };

@@ -17,6 +17,11 @@ type Impl = ServiceImpl<typeof AuthService>;
 
 const CHALLENGE_TTL_MS = 2 * 60_000;
 export const STEP_UP_TTL_MS = 5 * 60_000;
+/**
+ * Keys an account keeps: a worker's phones and browsers, with room to spare. A browser signed out forgets its key, and
+ * its next withdrawal adds another; past this, the key used longest ago is retired (retireUnusedKeys), not refused.
+ */
+export const MAX_DEVICE_KEYS = 10;
 
 /** An ES256 public key as a JWK (kty EC, crv P-256), reduced to its public members; INVALID_ARGUMENT otherwise. */
 export function parseDevicePublicKey(json: string): JsonWebKey {
@@ -89,12 +94,37 @@ function registerDeviceHandler(core: AuthCore): Impl["registerDevice"] {
         [randomUUID(), caller.subject, req.name, JSON.stringify(jwk), sessionId, core.config.payoutHoldAfterPinResetMs],
       );
       await audit(tx, AuditAction.DEVICE_REGISTERED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `device ${rows[0].device_id}` });
+      await retireUnusedKeys(tx, caller.subject, ip);
       // Told to the user by SMS (notification): a key added from a session someone else holds would approve their withdrawals.
       await emitEvent(tx, "auth", DeviceRegisteredSchema, { userId: caller.subject, deviceId: rows[0].device_id, name: req.name });
       return rows[0];
     });
     return { device: toDevice(device) };
   };
+}
+
+/**
+ * Retires the account's keys past MAX_DEVICE_KEYS, those used longest ago (the user row is locked: getUser). A retired
+ * key approves nothing more; its phone's next step-up finds it gone and adds a key with the PIN. Its sessions stay,
+ * tied to no device: retiring is not a report of a lost phone (RemoveDevice).
+ */
+async function retireUnusedKeys(tx: Queryable, userId: string, ip: string): Promise<void> {
+  const { rows } = await tx.query<{ device_id: string }>(
+    `UPDATE auth.devices SET removed_at = now() WHERE device_id IN (
+       SELECT device_id FROM auth.devices WHERE user_id = $1 AND removed_at IS NULL
+        ORDER BY coalesce(last_verified_at, registered_at) DESC, registered_at DESC OFFSET $2)
+     RETURNING device_id`,
+    [userId, MAX_DEVICE_KEYS],
+  );
+  if (!rows.length) return;
+  const retired = rows.map((r) => r.device_id);
+  await tx.query("UPDATE auth.step_up_tokens SET used_at = now() WHERE device_id = ANY($1::uuid[]) AND used_at IS NULL", [retired]);
+  // Its sessions are tied to no device from now on: the removal of any phone ends them (as sessions that may be on a
+  // lost phone), where tied to a key no longer listed, no removal could.
+  await tx.query("UPDATE auth.sessions SET device_id = NULL WHERE device_id = ANY($1::uuid[])", [retired]);
+  for (const { device_id } of rows) {
+    await audit(tx, AuditAction.DEVICE_REMOVED, { userId, actorUserId: userId, ip, detail: `device ${device_id} retired: over ${MAX_DEVICE_KEYS} keys, the one used longest ago` });
+  }
 }
 
 function listDevicesHandler(core: AuthCore): Impl["listDevices"] {

@@ -8,6 +8,7 @@ import { DeviceRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js"
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { DomainErrorInfoSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 import { signPartnerRequest } from "../src/index.js";
+import { MAX_DEVICE_KEYS } from "../src/devices.js";
 import { startHarness, type Harness } from "./harness.js";
 import { testPhone } from "@ttip/runtime/testing";
 
@@ -167,6 +168,36 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     // Before, the proof moved the session to the thief's key, and removing the phone's left it signed in.
     await h.api(owner.accessToken).removeDevice({ deviceId: phoneKey!.deviceId });
     assert.equal(await fails(h.api().refreshSession({ refreshToken: thief.refreshToken })), Code.Unauthenticated);
+  });
+
+  test("an account keeps at most MAX_DEVICE_KEYS keys: the next retires the one used longest ago, whose step-ups end; a key used lately stays", async () => {
+    const phone = testPhone();
+    const signup = await h.signUp(phone);
+    await h.api(signup.tokens.accessToken).setPin({ pin: "4826" });
+    const me = h.api((await h.loginWithPin(phone, "4826")).accessToken);
+    const add = async (name: string) => {
+      const key = deviceKey();
+      return { key, id: (await me.registerDevice({ name, publicKeyJwk: key.publicJwk, pin: "4826" })).device!.deviceId };
+    };
+    const first = await add("first");
+    const second = await add("second");
+    for (let i = 3; i <= MAX_DEVICE_KEYS; i++) await add(`key ${i}`);
+    // The first is used now: the second becomes the one used longest ago. Its challenge made before it is retired dies with it.
+    const used = await me.createDeviceChallenge({ deviceId: first.id, purpose: "payout" });
+    await me.verifyDeviceChallenge({ challengeId: used.challengeId, signature: first.key.sign(used.challenge) });
+    const pending = await me.createDeviceChallenge({ deviceId: second.id, purpose: "payout" });
+    const onSecond = await h.loginWithPin(phone, "4826", second.id); // a session signed in naming the second key
+    const newest = await add("newest");
+    const kept = (await me.listDevices({})).devices.map((d) => d.deviceId);
+    assert.equal(kept.length, MAX_DEVICE_KEYS);
+    assert.ok(kept.includes(first.id) && kept.includes(newest.id) && !kept.includes(second.id));
+    assert.equal(await fails(me.createDeviceChallenge({ deviceId: second.id, purpose: "payout" })), Code.NotFound);
+    assert.equal(await fails(me.verifyDeviceChallenge({ challengeId: pending.challengeId, signature: second.key.sign(pending.challenge) })), Code.FailedPrecondition);
+    const { rows } = await h.t.db.pool.query("SELECT detail FROM auth.audit_events WHERE user_id = $1 AND action = $2", [signup.userId, AuditAction.DEVICE_REMOVED]);
+    assert.deepEqual(rows.map((r) => r.detail), [`device ${second.id} retired: over ${MAX_DEVICE_KEYS} keys, the one used longest ago`]);
+    // Its session stays, tied to no device: removing a phone ends it, as one that may be on a lost phone.
+    await me.removeDevice({ deviceId: newest.id });
+    assert.equal(await fails(h.api().refreshSession({ refreshToken: onSecond.refreshToken })), Code.Unauthenticated);
   });
 
   test("a step-up token made before its user was blocked approves nothing after", async () => {

@@ -1900,6 +1900,8 @@ export const AuthService: GenService<{
   },
   /**
    * Registers a device's ES256 public key, with the PIN typed again, from a session that proved the PIN.
+   * An account keeps at most 10 keys: the 11th retires the key used longest ago
+   * (its next step-up answers NOT_FOUND, and its phone adds a key again).
    *
    * @generated from rpc ttip.auth.v1.AuthService.RegisterDevice
    */

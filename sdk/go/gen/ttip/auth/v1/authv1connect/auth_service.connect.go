@@ -181,6 +181,8 @@ type AuthServiceClient interface {
 	RevokeSession(context.Context, *connect.Request[v1.RevokeSessionRequest]) (*connect.Response[v1.RevokeSessionResponse], error)
 	RevokeAllSessions(context.Context, *connect.Request[v1.RevokeAllSessionsRequest]) (*connect.Response[v1.RevokeAllSessionsResponse], error)
 	// Registers a device's ES256 public key, with the PIN typed again, from a session that proved the PIN.
+	// An account keeps at most 10 keys: the 11th retires the key used longest ago
+	// (its next step-up answers NOT_FOUND, and its phone adds a key again).
 	RegisterDevice(context.Context, *connect.Request[v1.RegisterDeviceRequest]) (*connect.Response[v1.RegisterDeviceResponse], error)
 	ListDevices(context.Context, *connect.Request[v1.ListDevicesRequest]) (*connect.Response[v1.ListDevicesResponse], error)
 	// Removes one of the caller's device keys, voids its unspent proofs and ends the sessions that may be on
@@ -494,6 +496,8 @@ type AuthServiceHandler interface {
 	RevokeSession(context.Context, *connect.Request[v1.RevokeSessionRequest]) (*connect.Response[v1.RevokeSessionResponse], error)
 	RevokeAllSessions(context.Context, *connect.Request[v1.RevokeAllSessionsRequest]) (*connect.Response[v1.RevokeAllSessionsResponse], error)
 	// Registers a device's ES256 public key, with the PIN typed again, from a session that proved the PIN.
+	// An account keeps at most 10 keys: the 11th retires the key used longest ago
+	// (its next step-up answers NOT_FOUND, and its phone adds a key again).
 	RegisterDevice(context.Context, *connect.Request[v1.RegisterDeviceRequest]) (*connect.Response[v1.RegisterDeviceResponse], error)
 	ListDevices(context.Context, *connect.Request[v1.ListDevicesRequest]) (*connect.Response[v1.ListDevicesResponse], error)
 	// Removes one of the caller's device keys, voids its unspent proofs and ends the sessions that may be on

@@ -107,6 +107,8 @@ class AuthService(Protocol):
     async def register_device(self, request: RegisterDeviceRequest, ctx: RequestContext[RegisterDeviceRequest, RegisterDeviceResponse], /) -> RegisterDeviceResponse:
         """
         Registers a device's ES256 public key, with the PIN typed again, from a session that proved the PIN.
+        An account keeps at most 10 keys: the 11th retires the key used longest ago
+        (its next step-up answers NOT_FOUND, and its phone adds a key again).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -725,6 +727,8 @@ class AuthServiceClient(ConnectClient):
     ) -> RegisterDeviceResponse:
         """
         Registers a device's ES256 public key, with the PIN typed again, from a session that proved the PIN.
+        An account keeps at most 10 keys: the 11th retires the key used longest ago
+        (its next step-up answers NOT_FOUND, and its phone adds a key again).
         """
         return await self.execute_unary(
             request=request,
@@ -941,6 +945,8 @@ class AuthServiceSync(Protocol):
     def register_device(self, request: RegisterDeviceRequest, ctx: RequestContext[RegisterDeviceRequest, RegisterDeviceResponse], /) -> RegisterDeviceResponse:
         """
         Registers a device's ES256 public key, with the PIN typed again, from a session that proved the PIN.
+        An account keeps at most 10 keys: the 11th retires the key used longest ago
+        (its next step-up answers NOT_FOUND, and its phone adds a key again).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1557,6 +1563,8 @@ class AuthServiceClientSync(ConnectClientSync):
     ) -> RegisterDeviceResponse:
         """
         Registers a device's ES256 public key, with the PIN typed again, from a session that proved the PIN.
+        An account keeps at most 10 keys: the 11th retires the key used longest ago
+        (its next step-up answers NOT_FOUND, and its phone adds a key again).
         """
         return self.execute_unary(
             request=request,
