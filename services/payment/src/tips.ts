@@ -683,6 +683,29 @@ async function parkSecondPaybillPayment(tx: Queryable, tip: TipRow, paybill: str
   return rowCount === 1;
 }
 
+/**
+ * A push's payment whose tip a paybill payment paid first (the tip's reference, paid while the prompt was slow; or one
+ * a refund reversed since): the second payment M-Pesa took, known by no C2B confirmation, stays in clearing, credited
+ * to no one. Parked as a paybill payment is (reconcileC2b posts it from clearing to suspense) for support to refund or
+ * place; the receipt's lock is held (decideOutcome). Not when a tip holds the receipt, or a confirmation brought it
+ * already: its money is accounted for. Whether it was parked.
+ */
+async function parkSecondPushPayment(tx: Queryable, tip: TipRow, o: StkOutcome, callbackId: string): Promise<boolean> {
+  const { rowCount } = await tx.query(
+    `INSERT INTO payment.c2b_payments (trans_id, callback_id, transaction_type, business_short_code, bill_ref_number, amount_minor, trans_time,
+       outcome, reason, resolution)
+     SELECT $1, $2, 'CustomerPayBillOnline', '', $3, $4, to_char(now() AT TIME ZONE 'Africa/Nairobi', 'YYYYMMDDHH24MISS'), 'suspense', $5, 'open'
+      WHERE NOT EXISTS (SELECT 1 FROM payment.tips WHERE mpesa_receipt = $1 OR credit_key = $1)
+        -- The tip's payment was a paybill one: a push's callback naming a second receipt after its own is no payment
+        -- of its own to park (one push, one payment), only flagged.
+        AND EXISTS (SELECT 1 FROM payment.c2b_payments WHERE trans_id = $6)
+     ON CONFLICT (trans_id) DO NOTHING`,
+    [o.receipt, callbackId, tip.account_reference ?? "", o.amountMinor ?? tip.charged_minor,
+      `a second payment for tip reference ${tip.account_reference}, paid by its push after ${tip.mpesa_receipt} had paid the tip`, tip.mpesa_receipt],
+  );
+  return rowCount === 1;
+}
+
 /** A success for a locked tip: credited (or held in suspense) once, a duplicate after that. */
 async function decideSuccess(
   tx: Queryable, { tip, owner, suspense, neverMoneyMinor }: LockedForOutcome, o: StkOutcome, mark: CallbackMark | undefined,
@@ -731,6 +754,9 @@ async function decideSuccess(
       if (o.source === "callback" && paybill && (await parkSecondPaybillPayment(tx, tip, paybill, o.receipt))) {
         await flag(`paybill payment ${paybill}, recorded as this tip's payment after a query's success, was a second payment: `
           + `the push's callback names ${o.receipt}. The tip takes ${o.receipt}; ${paybill} is parked in suspense for support to refund or place`);
+      } else if (o.source === "callback" && paybill && mark && (await parkSecondPushPayment(tx, tip, o, mark.callbackId))) {
+        await flag(`the push's callback names ${o.receipt}, a second payment for this tip, paid by ${paybill} first: `
+          + `${o.receipt} is parked in suspense for support to refund or place`);
       } else await flag(`a second success with another receipt (${o.receipt}) for an already paid push; not credited`);
     }
     return { result: "duplicate" };

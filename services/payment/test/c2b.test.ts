@@ -459,6 +459,26 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("a push slow to arrive, its tip paid by the paybill under the tip's reference first, then the push paid too: its callback's payment is parked in suspense for support, the tip keeps the paybill payment, credited once; the callback again parks nothing more", async () => {
+    const w = await worker();
+    const push = await lostCallbackPush(w);
+    const row = await tipRow(push.tipId);
+    const paybill = await h.sim.c2b.pay({ billRefNumber: row.account_reference, amount: 100, msisdn: push.payer, skipValidation: true });
+    await eventually(async () => (await c2bRow(paybill.transId))?.outcome === "tip", "the paybill payment paid the tip");
+    await eventually(async () => (await h.balance(w.id)) === 9500n, "credited");
+    for (let i = 0; i < 2; i++) assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, lateSuccess(row, push.receipt, push.payer))).status, 200);
+    // Before, only flagged: the push's payment stayed in clearing, in no suspense list, nothing for support to refund or place.
+    const parked = await c2bRow(push.receipt);
+    assert.deepEqual([parked.outcome, parked.resolution, parked.tip_id, parked.amount_minor, parked.bill_ref_number], ["suspense", "open", null, 10000n, row.account_reference]);
+    assert.equal((await tipRow(push.tipId)).mpesa_receipt, paybill.transId, "the tip keeps the payment that paid it");
+    await internal.reconcilePending({ limit: 100 });
+    await eventually(async () => (await c2bRow(push.receipt)).suspense_entry_id !== null, "moved from clearing to suspense");
+    const told = await h.t.db.pool.query("SELECT detail FROM payment.fraud_alerts WHERE tip_id = $1 AND reason = 'CALLBACK_MISMATCH' ORDER BY created_at", [push.tipId]);
+    assert.match(told.rows[0].detail, new RegExp(`^the push's callback names ${push.receipt}, a second payment for this tip, paid by ${paybill.transId} first`));
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id)], [9500n, 1], "credited once");
+    assert.ok(await h.trialBalanced());
+  });
+
   test("a lost callback's C2B confirmation naming nothing and its STK query's success (no receipt), decided at the same time: the query waits for the parking and holds the tip from it, never credits from clearing beside a parked payment", async () => {
     const w = await worker();
     const push = await lostCallbackPush(w);
