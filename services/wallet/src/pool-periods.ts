@@ -1,6 +1,7 @@
 // A venue pool split per period. The venue service decides who gets what;
 // the ledger guarantees the money side: only a finished period's takings are
 // split, exactly all of them, once, and a correction is a reversing entry.
+import { Code, ConnectError } from "@connectrpc/connect";
 import { fieldError, formatMoney, IdempotencyConflictError, InvalidStateError, isUuid, NotFoundError, type Queryable } from "@ttip/runtime";
 import { AccountKind, OwnerKind, type JournalEntry } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { causeOf, ensureAccount, loadEntryByKey, postEntry, reverseEntry, type PostingInput } from "./ledger.js";
@@ -71,6 +72,12 @@ export interface PoolDistributionInput {
   shares: { workerId: string; amountMinor: bigint; memo: string }[];
   idempotencyKey: string;
   description: string;
+  /**
+   * The call's: aborted (its deadline passed, its caller gone), the split is not committed. The venue takes a call it
+   * gave up on as not posted, and may take a later refusal as final (abandoning the plan): this one, committed after,
+   * would pay a split the venue shows nowhere, and its period could never be split or reversed.
+   */
+  signal?: AbortSignal;
 }
 
 /**
@@ -132,6 +139,8 @@ export async function postPoolDistribution(tx: Queryable, input: PoolDistributio
      VALUES ($1, $2, $3, $4, $5, $6)`,
     [result.entry.entryId, pool.account_id, input.distributionId, input.start, input.end, total],
   );
+  // Last, with the pool's lock held to the commit: a split under the same key after this waits for it and answers it.
+  if (input.signal?.aborted) throw new ConnectError("the caller stopped waiting for this split (its deadline passed): nothing is posted; ask again", Code.DeadlineExceeded);
   return result;
 }
 

@@ -26,6 +26,7 @@ import { decodeEvent, IdempotencyConflictError, MPESA_LIMITS, nairobiMonthOf, on
 import { eventually, kesMinor, type TestService } from "@ttip/runtime/testing";
 import { placeHold, releaseHold, settleHold } from "../src/holds.js";
 import { ensureAccount, postEntry, type EntryInput } from "../src/ledger.js";
+import type { PoolClient } from "pg";
 import { startLedger } from "./ledger-fixture.js";
 
 const tipCause = () => create(EntryCauseSchema, { cause: { case: "tipAttemptId", value: randomUUID() } });
@@ -315,6 +316,37 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
       assert.equal((await balanceOf(workers[0].accountId)).ledger!.amountMinor, 1_000n + 8n * 100n);
       assert.equal((await balanceOf(workers[1].accountId)).ledger!.amountMinor, 1_000n);
     }
+  });
+
+  test("a pool split whose caller stopped waiting (its deadline passed while the split waited for the pool's lock) is not posted: the venue takes it as not posted; asked again, it posts once", async () => {
+    const { venueId, pool, start } = await poolWithTip();
+    const workers = [await newWorker(), await newWorker()];
+    const split = {
+      venueId, currency: "KES", start: timestampFromDate(start), end: timestampFromDate(await periodEnd()), distributionId: randomUUID(),
+      idempotencyKey: `split:${randomUUID()}`, shares: workers.map((w) => ({ workerId: w.workerId, amount: kesMinor(1_000n), memo: "share" })),
+    };
+    const lockPool = (c: PoolClient) => c.query("SELECT 1 FROM wallet.accounts WHERE account_id = $1 FOR UPDATE", [pool]);
+    const holder = await t.db.pool.connect();
+    try {
+      await holder.query("BEGIN");
+      await lockPool(holder);
+      await assert.rejects(internal.postPoolDistribution(split, { timeoutMs: 300 }), (e) => ConnectError.from(e).code === Code.DeadlineExceeded);
+      await sleep(300); // the service's own deadline passed too
+      await holder.query("ROLLBACK");
+      // The pool's lock had again: the split's transaction has ended, committed or not.
+      await holder.query("BEGIN");
+      await lockPool(holder);
+      await holder.query("ROLLBACK");
+    } finally {
+      holder.release();
+    }
+    // Before, it committed once the lock was free: a split the venue had given up on, and could abandon on a later refusal.
+    const posted = await t.db.pool.query("SELECT 1 FROM wallet.pool_distributions WHERE distribution_id = $1", [split.distributionId]);
+    assert.equal(posted.rowCount, 0);
+    assert.equal((await balanceOf(pool)).ledger!.amountMinor, 2_000n);
+    await internal.postPoolDistribution(split);
+    assert.equal((await balanceOf(pool)).ledger!.amountMinor, 0n);
+    assert.equal((await balanceOf(workers[0].accountId)).ledger!.amountMinor, 1_000n);
   });
 
   test("two pool distributions naming the same new workers in opposite orders both land (their wallets are made in one order)", async () => {

@@ -47,7 +47,7 @@ function getPoolTakingsHandler(h: WalletHandlerContext): ServiceImpl<typeof Wall
 
 function postPoolDistributionHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInternalService>["postPoolDistribution"] {
   const { tx } = h;
-  return async function (req) {
+  return async function (req, ctx) {
     return tx((db) =>
       postPoolDistribution(db, {
         venueId: req.venueId,
@@ -61,6 +61,7 @@ function postPoolDistributionHandler(h: WalletHandlerContext): ServiceImpl<typeo
         }),
         idempotencyKey: req.idempotencyKey,
         description: req.description,
+        signal: ctx.signal,
       }),
     );
   };
