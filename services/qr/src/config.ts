@@ -20,7 +20,9 @@ export const qrConfigShape = {
     .default("5000,10000,20000,50000")
     .refine((v) => v.split(",").every((a) => /^\d+$/.test(a.trim())), "must be comma-separated minor units")
     .transform((v) => v.split(",").map((a) => BigInt(a.trim()))),
-  QR_CACHE_TTL_SECONDS: z.coerce.number().int().positive().default(86_400),
+  // Also the longest a change whose deletes were all lost (the process ended between its commit and them) goes unseen:
+  // a revoked code, a blocked worker's, taking tips. A warm code is read again from Postgres once in that time.
+  QR_CACHE_TTL_SECONDS: z.coerce.number().int().positive().default(600),
   // How long after a change its cache keys are deleted a second time (a resolve racing the commit may have written the old row back).
   QR_CACHE_REFORGET_MS: z.coerce.number().int().positive().max(60_000).default(2_000),
   // Lets a process without QR_SIGNING_KEY generate (and keep in its database) a development key.

@@ -28,6 +28,10 @@ const MISSING = "-";
 const MAX_KEY_HINTS = 10_000;
 /** Keys one DEL deletes at most: a bound on how long Redis spends on one command. */
 const FORGET_KEYS_PER_DEL = 500;
+/** Deletes waiting at once (a long Redis outage under many changes): past it, entries are left to expire. */
+const MAX_WAITING_DROPS = 10_000;
+/** The longest wait between two tries of a failed delete. */
+const MAX_DROP_RETRY_MS = 60_000;
 
 export const cacheKeys = {
   code: (id: string) => `qr:code:${id}`,
@@ -70,7 +74,7 @@ function counters(metrics: Metrics | undefined) {
     // Counted per key read (every resolve): a family, no label hash per inc.
     cache: metrics.counterFamily("ttip_qr_cache_lookups_total", "qr cache lookups by entry kind and result (hit, miss, error).", ["entry", "result"]),
     resolves: get("ttip_qr_resolves_total", "qr code resolutions by outcome (ok or the QrProblemKind).", ["outcome"]),
-    invalidations: get("ttip_qr_cache_invalidations_total", "qr cache invalidations after a change, by pass (first at commit, second a moment later).", ["pass"]),
+    invalidations: get("ttip_qr_cache_invalidations_total", "qr cache invalidations after a change, by pass (first at commit, second a moment later, retry after a failed delete).", ["pass"]),
   };
 }
 
@@ -104,6 +108,8 @@ export class Resolver {
   /** Second deletes waiting for their moment, by timer, and those running: a stop runs them at once, before the cache closes. */
   private readonly waitingSecondPasses = new Map<NodeJS.Timeout, () => Promise<void>>();
   private readonly runningSecondPasses = new Set<Promise<void>>();
+  /** Set by stop: a delete failing then is not tried again (the cache is closing). */
+  private stopping = false;
 
   constructor(
     private readonly pool: Pool,
@@ -190,27 +196,53 @@ export class Resolver {
   /**
    * Drops cached entries after a change committed, and again a moment later:
    * a resolve that read the old row just before the commit may write it back
-   * after the first delete, and a revoked code must not resolve for 24 h.
+   * after the first delete, and a revoked code must not resolve for as long as its entry lives.
    */
   async forget(...keys: string[]): Promise<void> {
-    const drop = async (pass: "first" | "second") => {
-      // One DEL per slice of keys (a venue's staff removal forgets all its codes).
-      for (let i = 0; i < keys.length; i += FORGET_KEYS_PER_DEL) {
-        const slice = keys.slice(i, i + FORGET_KEYS_PER_DEL);
-        await this.cache.del(...slice).catch((err) => this.logger.error({ err, keys: slice }, "qr cache invalidation failed"));
-      }
-      this.counters?.invalidations.inc({ pass });
-    };
-    await drop("first");
+    await this.drop(keys, "first");
+    this.dropLater(keys, this.cfg.QR_CACHE_REFORGET_MS, Date.now() + this.cfg.QR_CACHE_TTL_SECONDS * 1000, "second");
+  }
+
+  /** Deletes the keys, one DEL per slice (a venue's staff removal forgets all its codes); answers those it could not. */
+  private async drop(keys: readonly string[], pass: "first" | "second" | "retry"): Promise<string[]> {
+    const failed: string[] = [];
+    for (let i = 0; i < keys.length; i += FORGET_KEYS_PER_DEL) {
+      const slice = keys.slice(i, i + FORGET_KEYS_PER_DEL);
+      await this.cache.del(...slice).catch((err) => {
+        failed.push(...slice);
+        this.logger.error({ err, keys: slice, pass }, "qr cache invalidation failed; tried again");
+      });
+    }
+    this.counters?.invalidations.inc({ pass });
+    return failed;
+  }
+
+  /**
+   * Deletes the keys again in `delayMs`: the second pass, all of them; then, while deletes fail (Redis down or mute),
+   * those that failed, twice as long apart each time up to a minute, until the entries have expired anyway (`until`).
+   * Before, a failed delete was only logged: a revoked code, or a blocked worker's, took tips while its entry lived.
+   */
+  private dropLater(keys: string[], delayMs: number, until: number, pass: "second" | "retry"): void {
+    if (this.stopping) return;
+    // Every change's second pass is kept; past the bound, retries are left to expire (a long outage, many changes).
+    if (pass === "retry" && this.waitingSecondPasses.size >= MAX_WAITING_DROPS) {
+      this.logger.error({ keys: keys.slice(0, 10), count: keys.length }, `qr cache invalidation dropped: ${MAX_WAITING_DROPS} waiting already; the entries expire by themselves`);
+      return;
+    }
     const run = () => {
-      const running = drop("second").finally(() => this.runningSecondPasses.delete(running));
+      const running = this.drop(keys, pass)
+        .then((failed) => {
+          const next = Math.min(delayMs * 2, MAX_DROP_RETRY_MS, until - Date.now());
+          if (failed.length && next > 0) this.dropLater(failed, next, until, "retry");
+        })
+        .finally(() => this.runningSecondPasses.delete(running));
       this.runningSecondPasses.add(running);
       return running;
     };
     const timer = setTimeout(() => {
       this.waitingSecondPasses.delete(timer);
       void run();
-    }, this.cfg.QR_CACHE_REFORGET_MS);
+    }, delayMs);
     timer.unref();
     this.waitingSecondPasses.set(timer, run);
   }
@@ -220,6 +252,7 @@ export class Resolver {
    * service's stop, so none is lost with the process or sent to a closed cache.
    */
   async stop(): Promise<void> {
+    this.stopping = true;
     for (const [timer, run] of this.waitingSecondPasses) {
       clearTimeout(timer);
       void run();
