@@ -164,12 +164,16 @@ describe("qr service", () => {
       assert.equal(made.qrCode?.parameters?.fixedAmount?.amountMinor, 2_000_00n, "the largest card tip itself is taken");
     });
 
-    test("an owner without a profile, or an inactive one, gets FAILED_PRECONDITION", async () => {
+    test("an owner without a profile, or an inactive one, gets FAILED_PRECONDITION; a retry of a code made before is answered it", async () => {
       const fresh = { subject: randomUUID(), roles: ["worker"] as Role[] };
       await rejects(as(fresh).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: fresh.subject, idempotencyKey: idem() }), Code.FailedPrecondition, undefined, /PutProfile/);
       await as(fresh).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: fresh.subject, displayName: "F" });
+      // A create whose answer was lost, retried after the owner was deactivated: answered the code made, not refused.
+      const made = { ownerKind: OwnerKind.WORKER, ownerId: fresh.subject, idempotencyKey: idem() };
+      const { qrCode } = await as(fresh).createQrCode(made);
       await as(admin).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: fresh.subject, displayName: "F", active: false });
       await rejects(as(fresh).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: fresh.subject, idempotencyKey: idem() }), Code.FailedPrecondition, undefined, /not active/);
+      assert.equal((await as(fresh).createQrCode(made)).qrCode?.qrCodeId, qrCode!.qrCodeId);
     });
 
     test("a retried create returns the same code; the same key with another request is refused", async () => {

@@ -40,21 +40,22 @@ function createQrCodeHandler(h: QrHandlerContext): Impl["createQrCode"] {
       throw fieldError("venue_id", "a venue's own code takes no other venue_id");
     }
     await requireManage(pool, caller, req.ownerKind, req.ownerId, venueId);
-    const owner = await profileOf(pool, req.ownerKind, req.ownerId);
-    if (!owner) throw new InvalidStateError(`owner_id: ${req.ownerId} has no profile yet; set one with PutProfile first`);
-    if (!owner.active) throw new InvalidStateError(`owner_id: ${req.ownerId} is not active`);
-    let venue: ProfileRecord | undefined;
-    if (venueId) {
-      venue = await profileOf(pool, VENUE, venueId);
-      if (!venue) throw new NotFoundError(`venue_id: no venue ${venueId}`);
-    }
-    const params = req.parameters ?? create(DynamicParametersSchema);
-    validateParameters(params, targetCurrency(owner, req.ownerKind === OwnerKind.VENUE ? owner : venue));
     const idempotent = idempotentRequest("qr", ctx, req, caller.subject);
     const id = randomUUID();
     const code = await withTransaction(pool, async (tx) => {
+      // A retry answers the code made first, though its owner was deactivated (or its venue's currency changed) since.
       const firstId = await claimIdempotencyKey(tx, idempotent, id);
       if (firstId) return (await codeById(tx, firstId))!;
+      const owner = await profileOf(tx, req.ownerKind, req.ownerId);
+      if (!owner) throw new InvalidStateError(`owner_id: ${req.ownerId} has no profile yet; set one with PutProfile first`);
+      if (!owner.active) throw new InvalidStateError(`owner_id: ${req.ownerId} is not active`);
+      let venue: ProfileRecord | undefined;
+      if (venueId) {
+        venue = await profileOf(tx, VENUE, venueId);
+        if (!venue) throw new NotFoundError(`venue_id: no venue ${venueId}`);
+      }
+      const params = req.parameters ?? create(DynamicParametersSchema);
+      validateParameters(params, targetCurrency(owner, req.ownerKind === OwnerKind.VENUE ? owner : venue));
       if (venueId) await requireStaff(tx, venueId, req.ownerId);
       return insertWithFreshShortCode(tx, {
         id,
