@@ -56,6 +56,12 @@ describe("the customer's tip page (chromium at phone size)", () => {
     assert.equal(`KES ${pushes[0].amount}`, total);
     assert.equal(pushes[0].receipt, receipt);
 
+    // Another worker's code with this tip's id says nothing of the tip: it did not reach them.
+    const other = await h.qrCode(await h.worker("Otieno"));
+    const tipId = /\/tips\/([0-9a-f-]{36})/.exec(page.url())![1];
+    assert.equal((await fetch(`${h.url}/t/${other.shortCode}/tips/${tipId}`)).status, 404);
+    assert.equal((await fetch(`${h.url}/t/${code.shortCode}/tips/${tipId}`)).status, 200);
+
     // A feedback outcome the page does not know, one of every object's inherited names included, shows the form plainly.
     const odd = new URL(page.url());
     odd.searchParams.set("feedback", "constructor");

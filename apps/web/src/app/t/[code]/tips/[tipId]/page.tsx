@@ -3,6 +3,7 @@ import { cookies, headers } from "next/headers";
 import { notFound } from "next/navigation";
 import { MpesaReversalState, PaymentMethodKind, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { serverClient } from "../../../../../lib/api";
 import { pickLocale, translator, type Translate } from "../../../../../lib/i18n";
 import { formatMoney } from "../../../../../lib/money";
@@ -38,6 +39,8 @@ export default async function TipStatusPage({ params, searchParams }: { params: 
   }
   if (!tip) notFound();
   const resolved = await resolveTarget(code, payload);
+  // Another code's page with this tip's id would say its owner received the tip: "not found", as for an unknown tip.
+  if ("target" in resolved && !tipOfTarget(tip, resolved.target)) notFound();
   const name = "target" in resolved ? resolved.target.displayName : "";
   const pageUrl = `/t/${encodeURIComponent(code)}/tips/${tipId}${payload ? `?p=${encodeURIComponent(payload)}` : ""}`;
   const tipPage = `/t/${encodeURIComponent(code)}?${payload ? `p=${encodeURIComponent(payload)}&` : ""}amount=${tip.amount?.amountMinor ?? ""}`;
@@ -147,6 +150,12 @@ function Status({ tip, t, name, total }: { tip: Tip; t: Translate; name: string;
         </>
       );
   }
+}
+
+/** Whether the tip was made to this code (or, made without one, to its worker or venue). */
+function tipOfTarget(tip: Tip, target: TipTarget): boolean {
+  if (tip.qrCodeId) return tip.qrCodeId === target.qrCodeId;
+  return tip.workerId ? tip.workerId === target.workerId : tip.venueId === target.venueId;
 }
 
 /**
