@@ -3,9 +3,11 @@
 // request. No browser: the bookkeeping the guard runs on.
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { DomainErrorInfoSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 import { requestKey } from "../src/lib/request-key.js";
 import { formIntent } from "../src/lib/form-intent.js";
-import { WriteKey } from "../src/lib/write-key.js";
+import { settlesWrite, WriteKey } from "../src/lib/write-key.js";
 
 const form = (fields: Record<string, string>) => {
   const f = new FormData();
@@ -63,4 +65,21 @@ test("the tip form posted by the browser: its key is the page's seed's for the r
   assert.equal(requestKey("seed-1", ask("5000")), first, "the same request from the same page: the same write");
   assert.notEqual(requestKey("seed-1", ask("10000")), first, "an edited amount: another write");
   assert.notEqual(requestKey("seed-2", ask("5000")), first, "another page: another write");
+});
+
+test("a refusal the gateway answers before any service reads the key (a session ended, a rate limit) keeps the key; the service's own refusals, a withdrawal limit among them, settle it", () => {
+  const limit = new ConnectError("over your daily limit", Code.ResourceExhausted, undefined, [{ desc: DomainErrorInfoSchema, value: { reason: "LIMIT_EXCEEDED" } }]);
+  assert.deepEqual(
+    [new ConnectError("x", Code.Unauthenticated), new ConnectError("x", Code.ResourceExhausted), limit, new ConnectError("x", Code.FailedPrecondition), new ConnectError("x", Code.DeadlineExceeded)].map(settlesWrite),
+    [false, false, true, true, false],
+  );
+});
+
+test("a request sent and not answered for is known as such until its answer", () => {
+  const keys = new WriteKey("key-1");
+  const used = keys.use("1000|");
+  assert.equal(keys.sentUnanswered("1000|"), true);
+  assert.equal(keys.sentUnanswered("2000|"), false);
+  keys.settle(used);
+  assert.equal(keys.sentUnanswered("1000|"), false);
 });

@@ -288,6 +288,26 @@ test("a payout refused (a rate limit), then confirmed again and its answer lost,
   expect(gw.payouts.size).toBe(1);
 });
 
+test("a payout whose answer was lost, confirmed again and refused by the gateway (a rate limit), asked for again is the same payout", async () => {
+  const gw = new FakeGateway();
+  await renderApp(gw);
+  await signIn(gw);
+  gw.loseNextPayoutAnswer = true;
+  await startWithdrawal(gw, "300");
+  expect(await screen.findByRole("alert")).toBeTruthy();
+  expect(gw.payouts.size).toBe(1);
+  gw.failNextPayout = new ConnectError("too many requests; try again in a minute", Code.ResourceExhausted);
+  await fireEvent.press(screen.getByTestId("withdraw-confirm"));
+  await waitFor(() => expect(gw.count("RequestPayout")).toBe(2));
+  await fireEvent.press(screen.getByText("Cancel"));
+  // Before, the refusal settled the key the lost payout was made under: this was a second payout.
+  await startWithdrawal(gw, "300");
+  expect(await screen.findByText(/Withdrawal of KES 300: sent/, {}, AFTER_POLLS)).toBeTruthy();
+  expect(gw.payouts.size).toBe(1);
+  const keys = gw.calls.filter((c) => c.method === "RequestPayout").map((c) => (c.request as { idempotencyKey: string }).idempotencyKey);
+  expect(new Set(keys).size).toBe(1);
+});
+
 test("a withdrawal whose tab is left and come back to during its confirmation shows its answer when it comes, not an empty form for a second payout", async () => {
   const gw = new FakeGateway();
   await renderApp(gw);

@@ -2,6 +2,7 @@
 // Shared by the browser's forms (use-write.ts) and the server actions that
 // post on a form's behalf (the tip page's M-Pesa form works without scripts).
 import { Code, ConnectError } from "@connectrpc/connect";
+import { DomainErrorInfoSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 
 /**
  * A fresh key, a random (version 4) UUID: some writes use it as the new
@@ -50,6 +51,11 @@ export class WriteKey {
     return [...this.unanswered];
   }
 
+  /** Whether a request asking `intent` was sent and not answered for: it may have been done, and asked again is replayed. */
+  sentUnanswered(intent: string): boolean {
+    return this.unanswered.has(intent);
+  }
+
   /** The key to send a request with; `intent` says what the request asks (its fields, without the key). */
   use(intent?: string): string {
     if (intent === undefined || intent === this.sentFor) return this.key;
@@ -78,6 +84,13 @@ export class WriteKey {
  * a refusal that changed nothing. Anything else (no answer, a lost connection,
  * a deadline, an internal fault) may have hidden a write that went through, so
  * a retry must carry the same key for the service to replay it.
+ *
+ * Not UNAUTHENTICATED nor RESOURCE_EXHAUSTED: the gateway answers them (an
+ * expired session, a rate limit) before any service reads the key, so they say
+ * nothing of an earlier send under it whose answer was lost. Settled, that
+ * send's write was asked again under a new key: a second payout. Kept, the
+ * same request again is replayed, or done once; a service refusing so stores
+ * nothing under the key.
  */
 const SETTLING = new Set<Code>([
   Code.InvalidArgument,
@@ -87,10 +100,10 @@ const SETTLING = new Set<Code>([
   Code.FailedPrecondition,
   Code.OutOfRange,
   Code.Unimplemented,
-  Code.Unauthenticated,
-  Code.ResourceExhausted,
 ]);
 
 export function settlesWrite(err: unknown): boolean {
-  return err instanceof ConnectError && SETTLING.has(err.code);
+  if (!(err instanceof ConnectError)) return false;
+  // A withdrawal limit is the service's answer, after it read the key: payment stores the payout refused under it.
+  return SETTLING.has(err.code) || (err.code === Code.ResourceExhausted && err.findDetails(DomainErrorInfoSchema).some((d) => d.reason === "LIMIT_EXCEEDED"));
 }
