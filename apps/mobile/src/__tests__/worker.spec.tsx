@@ -3,6 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { CardTipState, MpesaReversalState, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { FakeGateway } from "../testing/fake-gateway";
 import { AFTER_POLLS, givePinForKey, newPhone, renderApp, signIn, type TestPhone } from "../testing/render-app";
 import { resetPushRegistration } from "../screens/push-registration";
@@ -563,6 +564,31 @@ test("My QR shows the saved image full screen offline", async () => {
   await openTab("qr");
   expect(await screen.findByText(/Saved copy from .+: it works offline\./)).toBeTruthy();
   expect(screen.getByTestId("qr-image").props.source).toEqual({ uri: "data:image/png;base64,iVBORw==" });
+});
+
+test("My QR forgets its saved copy of a code no longer active: offline it shows no code that customers would find refused", async () => {
+  const gw = new FakeGateway();
+  const phone = newPhone();
+  const first = await renderApp(gw, phone);
+  await signIn(gw);
+  await openTab("qr");
+  await fireEvent.press(await screen.findByTestId("qr-create"));
+  expect(await screen.findByText("K7M4QX")).toBeTruthy();
+  await first.unmount();
+
+  gw.qrCodes[0]!.status = QrCodeStatus.REVOKED;
+  const second = await renderApp(gw, phone);
+  await openTab("qr");
+  expect(await screen.findByTestId("qr-create")).toBeTruthy();
+  await second.unmount();
+
+  gw.offline = true;
+  await renderApp(gw, phone);
+  await openTab("qr");
+  expect(await screen.findByText(/offline/i)).toBeTruthy();
+  // Before, the revoked code's image, "Saved copy from …: it works offline."
+  expect(screen.queryByTestId("qr-image")).toBeNull();
+  expect(screen.queryByText("K7M4QX")).toBeNull();
 });
 
 test("My QR: a tap again after a lost answer asks under the same key: the same code, not a second one", async () => {

@@ -58,13 +58,20 @@ export function MyQr() {
       const { qrCodes } = await client.listQrCodes({ ownerKind: OwnerKind.WORKER, ownerId: userId });
       const active = qrCodes.find((c) => c.status === QrCodeStatus.ACTIVE);
       if (!active) {
+        // A saved copy of a code no longer active (revoked, replaced) would be shown offline as one that works:
+        // forgotten first, whatever the next call answers.
+        await cache.delete(slot);
+        setQr(undefined);
         const named = await client.getProfile({ ownerKind: OwnerKind.WORKER, ownerId: userId }).then(() => true, (err: unknown) => {
           if (ConnectError.from(err).code === Code.NotFound) return false;
           throw err;
         });
         setNeedsName(!named);
-        setQr(undefined);
         return setState("none");
+      }
+      if (saved && (JSON.parse(saved) as SavedQr).shortCode !== active.shortCode) {
+        await cache.delete(slot);
+        setQr(undefined);
       }
       const png = await client.renderQrCode({ qrCodeId: active.qrCodeId, format: ImageFormat.PNG, size: 640 });
       const fresh: SavedQr = { savedAt: new Date().toISOString(), shortCode: active.shortCode, url: active.url, image: `data:${png.contentType};base64,${base64(png.content)}` };
