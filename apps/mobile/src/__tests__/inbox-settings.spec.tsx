@@ -1,4 +1,4 @@
-import { fireEvent, screen, waitFor, within } from "@testing-library/react-native";
+import { act, fireEvent, screen, waitFor, within } from "@testing-library/react-native";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { nairobiMonthOf } from "@ttip/web-lib/nairobi-time";
 import { FakeGateway } from "../testing/fake-gateway";
@@ -123,6 +123,26 @@ test("statements: this month's opening, postings and closing; the month before o
   await fireEvent.press(await screen.findByTestId("open-statements"));
   expect(await screen.findByTestId("offline")).toHaveTextContent(/Showing what was saved at/);
   expect(screen.getByTestId("opening")).toHaveTextContent(`Opening balance: KES ${(1000 * month).toLocaleString("en")}`);
+});
+
+test("Change PIN: a double tap sends one change, and says only that it was changed", async () => {
+  const gw = new FakeGateway();
+  await renderApp(gw);
+  await signIn(gw);
+  await fireEvent.press(await screen.findByTestId("tab-settings"));
+  await fireEvent.changeText(await screen.findByTestId("current-pin"), "2580");
+  await fireEvent.changeText(screen.getByTestId("new-pin"), "4321");
+  await fireEvent.changeText(screen.getByTestId("new-pin2"), "4321");
+  // Two taps before React renders again (the button's disabled state comes a render later).
+  const change = screen.getByTestId("change-pin");
+  await act(async () => {
+    fireEvent.press(change);
+    fireEvent.press(change);
+  });
+  expect(await screen.findByTestId("pin-changed")).toBeTruthy();
+  expect(gw.count("ChangePin")).toBe(1);
+  expect(screen.queryByRole("alert")).toBeNull();
+  expect(gw.pin).toBe("4321");
 });
 
 test("Change PIN: a mismatch or the same PIN is refused before any call, a wrong current PIN says the tries left, and the right one changes it", async () => {

@@ -6,6 +6,7 @@ import { useState } from "react";
 import { Text, View } from "react-native";
 import { plainError } from "../lib/errors";
 import { useI18n, type MessageKey } from "../lib/i18n";
+import { useOneAtATime } from "../lib/one-at-a-time";
 import { refusalWords } from "../lib/pin-refusals";
 import { Button, ErrorText, Field, styles } from "../ui";
 
@@ -20,7 +21,8 @@ export function ChangePin() {
   const [again, setAgain] = useState("");
   const [error, setError] = useState("");
   const [done, setDone] = useState(false);
-  const submit = async () => {
+  // A double tap sent two changes: the second refused (the PIN changed meanwhile) or counted a wrong PIN, beside "changed".
+  const submit = useOneAtATime(async () => {
     setError("");
     setDone(false);
     const c = checkPinChange(current, next, again);
@@ -34,7 +36,7 @@ export function ChangePin() {
     } catch (err) {
       setError(refusalWords(err, t, "settings") ?? plainError(err, locale));
     }
-  };
+  });
   return (
     <View style={{ gap: 4 }}>
       <Text role="heading" style={styles.text}>{t("changePin")}</Text>
