@@ -123,15 +123,21 @@ describe("the worker's forms under a double tap (chromium at phone size)", () =>
     await loseFirstAnswer(page, "ttip.payment.v1.PaymentService/RequestPayout");
     const amount = page.getByLabel("Amount (KES, whole shillings)");
     await page.getByLabel("M-Pesa number (empty: your payout number)").fill(worker.phone);
-    await amount.fill("1,000");
+    // More than half the balance: asked again, the payout is more than the balance read after it.
+    await amount.fill("2,000");
+    const shown = page.getByTestId("withdraw-available");
+    const before = (await shown.textContent())!;
     await page.getByRole("button", { name: "Withdraw" }).click();
     await h.pinIfAsked(page, worker.pin, page.locator("form").getByRole("alert"));
     await page.locator("form").getByRole("alert").waitFor({ timeout: 20_000 });
-    await amount.fill("1000");
+    // The balance shown follows the payout the lost answer made (before, the one from before it: "nothing moved").
+    await shown.filter({ hasNotText: before }).waitFor({ timeout: 20_000 });
+    // Asked again, not refused as over that balance: the same payout.
+    await amount.fill("2000");
     await page.getByRole("button", { name: "Withdraw" }).click();
     await page.getByTestId("payout-status").waitFor({ timeout: 20_000 });
     assert.equal(calls.get("RequestPayout"), 2);
-    // Before, "1000" was another request than "1,000": a new key, and a second payout of KES 1,000.
+    // Before, "2000" was another request than "2,000": a new key, and a second payout of KES 2,000.
     assert.equal((await h.api(PaymentService, worker.token).listPayouts({})).payouts.length, 1);
   });
 

@@ -143,18 +143,22 @@ export function Withdraw() {
     // The limit per withdrawal is wallet's, named with its amount; refused here as wallet would.
     const perWithdrawal = limits.data?.limits.find((l) => l.kind === LimitKind.PER_TRANSACTION)?.limit?.amountMinor;
     if (perWithdrawal !== undefined && amount > perWithdrawal) return setError(t("overPerWithdrawal", { limit: formatMoney(perWithdrawal, WALLET_CURRENCY) }));
+    const typed = phoneText.trim();
+    const mpesaPhone = typed ? normaliseKenyanPhone(typed) : "";
+    if (mpesaPhone === undefined) return setError(t("mpesaInvalid"));
     // Over the balance or what is left of a limit (today's, this month's, M-Pesa's): refused here, before the
-    // biometric prompt and the key's signature, as the gateway and wallet would refuse it after them.
-    const over = withdrawalOver(amount, balance.data ? available : undefined, limits.data?.limits ?? []);
+    // biometric prompt and the key's signature, as the gateway and wallet would refuse it after them. Not a payout
+    // asked again after a lost answer: the balance read since may be less by that very payout, which asked again is
+    // answered (payment replays it).
+    const session = sessions.get();
+    if (!session) return setError(t("sessionEnded"));
+    const again = (await payoutKeysOf(app, session.userId)).sentUnanswered(`${amount}|${mpesaPhone}`);
+    const over = again ? undefined : withdrawalOver(amount, balance.data ? available : undefined, limits.data?.limits ?? []);
     if (over) {
       const words = { left: formatMoney(over.leftMinor, WALLET_CURRENCY), least: formatMoney(least, WALLET_CURRENCY) };
       if (over.kind === "balance") return setError(over.belowPayoutMinimum ? t("availableUnderMinimum", words) : t("overAvailable", { available: words.left }));
       return setError(t(over.belowPayoutMinimum ? "limitUnderMinimum" : "overLimitLeft", { ...words, limit: t(LIMITS[over.limit.kind] ?? "limitOther") }));
     }
-    const typed = phoneText.trim();
-    const mpesaPhone = typed ? normaliseKenyanPhone(typed) : "";
-    if (mpesaPhone === undefined) return setError(t("mpesaInvalid"));
-    if (!sessions.get()) return setError(t("sessionEnded"));
     setStage({ kind: "confirm", amount, mpesaPhone });
   };
 
@@ -210,6 +214,9 @@ export function Withdraw() {
       outcome = { error: plainError(err, locale) };
       setStage(attempt);
       setError(outcome.error!);
+      // A send whose answer was lost may have made the payout, which holds its amount: the balance shown follows,
+      // not the one from before it (read as "nothing moved", it led to a second withdrawal).
+      void Promise.all([balance.refetch(), limits.refetch()]);
     } finally {
       // An error this screen showed is not shown again.
       told(outcome.error && mounted.current ? {} : outcome);

@@ -170,7 +170,10 @@ export default function Withdraw() {
       return focusProblem(formRef.current, INPUTS, checked.problem);
     }
     // Over the balance or what is left of a limit: refused here, before the device key signs, as wallet would refuse it.
-    const over = withdrawalOver(checked.value.amountMinor, balance.data ? available : undefined, limits.data?.limits ?? []);
+    // Not a payout asked again after a lost answer: the balance read since may be less by that very payout, which
+    // asked again is answered (payment replays it).
+    const again = payoutKeysOf(userId).sentUnanswered(`${checked.value.amountMinor}|${checked.value.mpesaPhone}`);
+    const over = again ? undefined : withdrawalOver(checked.value.amountMinor, balance.data ? available : undefined, limits.data?.limits ?? []);
     if (over) {
       const words = { left: formatMoney(over.leftMinor, WALLET_CURRENCY), least: formatMoney(BigInt(PAYOUT_MIN_UNITS) * 100n, WALLET_CURRENCY) };
       if (over.kind === "balance") setError(t(over.belowPayoutMinimum ? "err_available_under_min" : "err_over_available", words));
@@ -200,6 +203,8 @@ export default function Withdraw() {
     setStep("");
     setError(err(x));
     focusProblem(formRef.current, INPUTS, refusedField(x));
+    // A send whose answer was lost may have made the payout, which holds its amount: the balance shown follows.
+    void Promise.all([refetchBalance(), refetchLimits()]);
   }, (form) => {
     // The payout's key follows what it sends, as the phone's does: "1,000" retyped "1000" after a lost answer is that payout.
     const checked = checkWithdrawal(String(form.get("amount") ?? ""), String(form.get("phone") ?? ""), maxUnits);
