@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
@@ -80,9 +81,10 @@ const sameSnapshot = (a: DashboardSnapshot, b: DashboardSnapshot) =>
   a.successRateBps === b.successRateBps && a.scansToday === b.scansToday;
 const sameSnapshots = (a: DashboardSnapshot[], b: DashboardSnapshot[]) => a.length === b.length && a.every((s, i) => sameSnapshot(s, b[i]!));
 
-/** Today's figures (`read`: one snapshot a currency) now, then each time they change, until the caller leaves or the stream's time is up. */
-async function* live(cfg: AnalyticsConfig, read: () => Promise<DashboardSnapshot[]>, signal: AbortSignal): AsyncGenerator<DashboardSnapshot[]> {
+/** Today's figures (`read`: one snapshot a currency) now, then each time they change, until the caller leaves or the stream's time is up (exported for its test). */
+export async function* live(cfg: AnalyticsConfig, read: () => Promise<DashboardSnapshot[]>, signal: AbortSignal): AsyncGenerator<DashboardSnapshot[]> {
   const endAt = Date.now() + cfg.liveMaxMs;
+  let readAt = Date.now();
   let last = await read();
   yield last;
   while (!signal.aborted && Date.now() < endAt) {
@@ -97,7 +99,11 @@ async function* live(cfg: AnalyticsConfig, read: () => Promise<DashboardSnapshot
       rollupChanges.on("change", done);
       signal.addEventListener("abort", done);
     });
+    // Changes while this waits are read with the next read, which comes after them.
+    const early = readAt + cfg.liveMinReadGapMs - Date.now();
+    if (early > 0) await sleep(early, undefined, { signal }).catch(() => undefined);
     if (signal.aborted) return;
+    readAt = Date.now();
     const next = await read();
     if (!sameSnapshots(last, next)) yield (last = next);
   }
