@@ -74,6 +74,15 @@ describe("card tips by PayPal (Orders v2) behind the same card-provider interfac
     assert.deepEqual(writes.filter((q) => !q.requestId), []);
   });
 
+  test("a PayPal tip in KES is refused naming the amount, before anything is stored or asked of PayPal (PayPal holds no KES)", async () => {
+    const asked = h.paypal.requests().length;
+    const key = randomUUID();
+    await assert.rejects(pay.createTip({ idempotencyKey: key, ...tipTo(randomUUID()), amount: { currency: "KES", amountMinor: 10_000n } }),
+      (e: ConnectError) => e.code === Code.InvalidArgument && /^amount: PayPal tips are taken in USD, EUR, GBP, not KES/.test(e.rawMessage));
+    assert.equal((await h.t.db.pool.query("SELECT 1 FROM payment.tips WHERE idempotency_key LIKE $1", [`%${key}`])).rowCount, 0);
+    assert.equal(h.paypal.requests().length, asked);
+  });
+
   test("a PayPal answer of 2xx without its JSON (cut short, a page, null, empty) is in doubt, never an internal error: the order or capture ran", async () => {
     const config = { clientId: h.paypal.clientId, clientSecret: h.paypal.clientSecret, webhookId: h.paypal.webhookId, apiBase: h.paypal.url, timeoutMs: 5_000 };
     // The request reaches the simulator and runs; only the answer the provider reads is spoiled on its way back.

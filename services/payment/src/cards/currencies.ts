@@ -2,3 +2,5 @@
 // rate to KES in wallet. Free of imports, so the admin console's browser bundle and the web app's card form
 // (@ttip/payment/card-currencies) read this same list.
 export const CARD_CURRENCIES: readonly string[] = Object.freeze(["KES", "USD", "EUR", "GBP"]);
+/** Those PayPal takes: it holds no KES (its list of currencies has none). */
+export const PAYPAL_CURRENCIES: readonly string[] = Object.freeze(CARD_CURRENCIES.filter((c) => c !== "KES"));

@@ -14,7 +14,7 @@ import { oweReceipt } from "../receipts.js";
 import { creditKindOf, KEEP_REPLACED_FAILURE, leaseTips, loadTip, renewTipLease, replacedFailure, runAfterCredit, sameRequest, triedCredits, uncreditedTips, type Deps } from "../tips.js";
 import type { CardsConfig } from "./config.js";
 import { cardResultMessage, type CardTipRow } from "./convert.js";
-import { CARD_CURRENCIES } from "./currencies.js";
+import { CARD_CURRENCIES, PAYPAL_CURRENCIES } from "./currencies.js";
 import type { CardSplit } from "./ledger.js";
 import { CardProviderError, type CardPayment, type CardProvider, type CardProviderName } from "./provider.js";
 import { checkAuthorisation } from "./rules.js";
@@ -103,6 +103,10 @@ export async function createCardTip(deps: Deps, t: NewCardTip): Promise<CreatedC
   }
   if (!CARD_CURRENCIES.includes(t.amount.currency)) {
     throw fieldError("amount", `card tips are taken in ${CARD_CURRENCIES.join(", ")}, not ${t.amount.currency}`);
+  }
+  // PayPal takes no KES: its order would be refused, the tip started and failed, and asked again, failed again.
+  if (t.provider === "paypal" && !PAYPAL_CURRENCIES.includes(t.amount.currency)) {
+    throw fieldError("amount", `PayPal tips are taken in ${PAYPAL_CURRENCIES.join(", ")}, not ${t.amount.currency}; pay ${t.amount.currency} by card or M-Pesa`);
   }
   if (t.amount.amountMinor > MAX_CARD_MINOR) throw fieldError("amount", "too large for a tip");
 
