@@ -1381,7 +1381,9 @@ export class Dispatcher {
     // A STOP that came in after the message was queued still counts.
     // SMS addresses are stored normalised (enqueue, resolveAddress), as opt-outs are.
     if (row.channel === Channel.SMS && row.template_key !== TemplateKey.OTP && optedOut) return { kind: "fail", error: "recipient texted STOP" };
-    const provider = this.providersFor(row.channel)[row.provider_index];
+    // A delivery waiting on a provider since switched off (its credentials removed) starts the round again from the first.
+    const providers = this.providersFor(row.channel);
+    const provider = providers[row.provider_index] ?? providers[0];
     if (!provider || row.body === null) return { kind: "fail", error: "no provider for this channel" };
     return { kind: "send", provider };
   }

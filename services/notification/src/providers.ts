@@ -252,12 +252,19 @@ export interface Providers {
   push: Provider[];
 }
 
+/**
+ * The providers whose credentials are set, in the order they are tried. One left unset (switched off in the chart) is
+ * not tried: asked with empty credentials, it was sent the message anyway (a phone number, a sign-in code, an e-mail)
+ * by a company the operator never signed up with, and refused it for hours of retries. A channel with none fails
+ * its deliveries at once ("no provider for this channel").
+ */
 export function createProviders(cfg: ProviderConfig, timeoutMs: number): Providers {
-  const at = africasTalking(cfg.africastalking, timeoutMs);
-  const tw = twilio(cfg.twilio, timeoutMs);
+  const { africastalking: a, twilio: t, sendgrid: g, fcm: f } = cfg;
+  const at = a.username && a.apiKey ? [africasTalking(a, timeoutMs)] : [];
+  const tw = t.accountSid && t.authToken && t.from ? [twilio(t, timeoutMs)] : [];
   return {
-    sms: cfg.smsPrimary === "twilio" ? [tw, at] : [at, tw],
-    email: [sendgrid(cfg.sendgrid, timeoutMs)],
-    push: [fcm(cfg.fcm, timeoutMs)],
+    sms: cfg.smsPrimary === "twilio" ? [...tw, ...at] : [...at, ...tw],
+    email: g.apiKey ? [sendgrid(g, timeoutMs)] : [],
+    push: f.projectId && f.clientEmail && f.privateKey ? [fcm(f, timeoutMs)] : [],
   };
 }

@@ -175,6 +175,31 @@ describe("notification service against Postgres, JetStream and the provider simu
     await sim.close();
   });
 
+  test("a provider whose credentials are not set (switched off) is never tried: its messages go to no company the operator did not sign up with", () => {
+    const names = (p: Provider[]) => p.map((x) => x.name);
+    const all = createProviders(config.providers, 3_000);
+    assert.deepEqual([names(all.sms), names(all.email), names(all.push)], [["africastalking", "twilio"], ["sendgrid"], ["fcm"]]);
+    const { twilio, sendgrid, fcm } = config.providers;
+    const off = { ...config.providers, twilio: { ...twilio, authToken: "" }, sendgrid: { ...sendgrid, apiKey: "" }, fcm: { ...fcm, privateKey: "" } };
+    // Before, Twilio was tried after Africa's Talking with empty credentials: the number and the text (a sign-in code) sent.
+    for (const smsPrimary of ["africastalking", "twilio"] as const) {
+      const some = createProviders({ ...off, smsPrimary }, 3_000);
+      assert.deepEqual([names(some.sms), names(some.email), names(some.push)], [["africastalking"], [], []], smsPrimary);
+    }
+  });
+
+  test("an SMS waiting on its second provider, since switched off, is sent by the first, not failed", async () => {
+    const id = await queuedSms();
+    await t.db.pool.query("UPDATE notification.deliveries SET status = 'retrying', provider_index = 1 WHERE id = $1", [id]);
+    const { twilio } = config.providers;
+    const providers = createProviders({ ...config.providers, twilio: { ...twilio, authToken: "" } }, 3_000);
+    await dispatcherWith(providers).run(id);
+    // Before, failed at once: "no provider for this channel".
+    assert.equal((await delivery(id)).status, DeliveryStatus.SENT);
+    const { rows } = await t.db.pool.query("SELECT provider FROM notification.delivery_attempts WHERE delivery_id = $1", [id]);
+    assert.deepEqual(rows.map((r) => r.provider), ["africastalking"]);
+  });
+
   test("renders every template in English and Swahili, falls back to English, counts SMS segments", async () => {
     const vars: Record<TemplateKey, Record<string, string>> = {
       [TemplateKey.UNSPECIFIED]: {},
