@@ -149,6 +149,9 @@ describe("helm chart", () => {
     await assert.rejects(render("components.wallet.autoscaling.targetCPUUtilizationPercentage=150"), /targetCPUUtilizationPercentage/);
     await assert.rejects(render("networkPolicy.enabeld=false"), /networkPolicy: Additional property enabeld is not allowed/);
     await assert.rejects(render("components.qr.probes.liveness.timeoutSecond=5"), /timeoutSecond is not allowed/);
+    // Kubernetes refuses a startup or liveness probe's successThreshold other than 1: the Deployment refused at install.
+    await assert.rejects(render("components.qr.probes.liveness.successThreshold=2"), /successThreshold: Must be less than or equal to 1/);
+    await assert.rejects(render("web.probes.startup.successThreshold=3"), /successThreshold: Must be less than or equal to 1/);
     await assert.rejects(render("componets.qr.replicaCount=1"), /componets/);
     await assert.rejects(render("components.qr.autoscaling.minReplicas=12"), /components.qr.autoscaling: minReplicas \(12\) is above maxReplicas \(10\)/);
     // One replica left by the autoscaler, a drain takes it: payment refuses M-Pesa's paybill confirmations meanwhile, never sent again.
@@ -160,6 +163,8 @@ describe("helm chart", () => {
     await assert.rejects(render("publicUrl=http://tips.example.co.ke"), /publicUrl: must be https:\/\/ in production/);
     await assert.rejects(render("simulators.enabled=true"), /simulators/, "no simulators in production");
     await assert.rejects(render("mpesa.enabled=true"), /mpesa.shortcode/);
+    await assert.rejects(render("cards.stripe.enabled=true"), /cards.stripe.publishableKey: is required with cards.stripe.enabled/);
+    assert.ok(await render("cards.stripe.enabled=true", "cards.stripe.publishableKey=pk_live_1a2B"));
     await assert.rejects(render("notification.africastalking.enabled=false"), /smsPrimary is africastalking/);
     // notification refuses to start without its primary SMS provider's account (a pod crash-looping, sign-up OTPs unsent).
     await assert.rejects(render("notification.africastalking.username="), /notification.africastalking.username/);
@@ -184,7 +189,7 @@ describe("helm chart", () => {
     for (const c of ["gateway", "auth", "payment", "qr", "wallet", "notification", "analytics"]) assert.ok(keys(plain, c).includes(shared), c);
     assert.deepEqual(keys(plain, "payment"), [shared], "M-Pesa off: no Daraja keys needed");
     assert.deepEqual(keys(plain, "notification"), [shared, "NOTIFICATION_AT_API_KEY", "NOTIFICATION_AT_CALLBACK_TOKEN"]);
-    const full = await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.b2cShortcode=600200", "mpesa.initiatorName=api", "mpesa.initiatorCertificate.existingSecret=mpesa-cert", "notification.sendgrid.enabled=true", "cards.stripe.enabled=true");
+    const full = await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.b2cShortcode=600200", "mpesa.initiatorName=api", "mpesa.initiatorCertificate.existingSecret=mpesa-cert", "notification.sendgrid.enabled=true", "cards.stripe.enabled=true", "cards.stripe.publishableKey=pk_live_1a2B");
     assert.deepEqual(keys(full, "payment"), [shared, "DARAJA_CONSUMER_KEY", "DARAJA_CONSUMER_SECRET", "DARAJA_PASSKEY", "DARAJA_INITIATOR_PASSWORD", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"]);
     const offline = await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.c2b.enabled=true", "mpesa.ussd.enabled=true");
     assert.deepEqual(keys(offline, "payment"), [shared, "DARAJA_CONSUMER_KEY", "DARAJA_CONSUMER_SECRET", "DARAJA_PASSKEY", "C2B_URL_TOKEN", "USSD_CALLBACK_TOKEN"]);
