@@ -665,6 +665,9 @@ function callbackMismatches(tip: TipRow, o: StkOutcome): string[] {
  * Parked now (reconcileC2b posts it from clearing to suspense), and the tip takes its push's receipt. Whether it moved.
  */
 async function parkSecondPaybillPayment(tx: Queryable, tip: TipRow, paybill: string, pushReceipt: string): Promise<boolean> {
+  // Only after a query's success: a tip its callback credited has the push's own receipt, whose C2B confirmation is
+  // recorded as its duplicate too; a second callback naming another receipt is no second payment.
+  if (!tip.credit_key?.startsWith("stk-")) return false;
   const { rowCount } = await tx.query(
     `WITH parked AS (
        UPDATE payment.c2b_payments SET outcome = 'suspense', resolution = 'open', tip_id = NULL, reason = $4
@@ -691,17 +694,20 @@ async function parkSecondPaybillPayment(tx: Queryable, tip: TipRow, paybill: str
  * already: its money is accounted for. Whether it was parked.
  */
 async function parkSecondPushPayment(tx: Queryable, tip: TipRow, o: StkOutcome, callbackId: string): Promise<boolean> {
+  // The push asked for the tip's charge: a callback telling another amount is no payment of this push to park.
+  if (o.amountMinor !== undefined && o.amountMinor !== tip.charged_minor) return false;
   const { rowCount } = await tx.query(
     `INSERT INTO payment.c2b_payments (trans_id, callback_id, transaction_type, business_short_code, bill_ref_number, amount_minor, trans_time,
        outcome, reason, resolution)
      SELECT $1, $2, 'CustomerPayBillOnline', '', $3, $4, to_char(now() AT TIME ZONE 'Africa/Nairobi', 'YYYYMMDDHH24MISS'), 'suspense', $5, 'open'
       WHERE NOT EXISTS (SELECT 1 FROM payment.tips WHERE mpesa_receipt = $1 OR credit_key = $1)
-        -- The tip's payment was a paybill one: a push's callback naming a second receipt after its own is no payment
-        -- of its own to park (one push, one payment), only flagged.
-        AND EXISTS (SELECT 1 FROM payment.c2b_payments WHERE trans_id = $6)
+        -- The tip's payment was a paybill one: its confirmation decided the tip, or came after a query's success. Not
+        -- the push's own payment, credited by its callback and confirmed by C2B after it ('duplicate'): a callback
+        -- naming a second receipt after its own is no payment to park (one push, one payment), only flagged.
+        AND EXISTS (SELECT 1 FROM payment.c2b_payments WHERE trans_id = $6 AND (outcome = 'tip' OR $7 LIKE 'stk-%'))
      ON CONFLICT (trans_id) DO NOTHING`,
-    [o.receipt, callbackId, tip.account_reference ?? "", o.amountMinor ?? tip.charged_minor,
-      `a second payment for tip reference ${tip.account_reference}, paid by its push after ${tip.mpesa_receipt} had paid the tip`, tip.mpesa_receipt],
+    [o.receipt, callbackId, tip.account_reference ?? "", tip.charged_minor,
+      `a second payment for tip reference ${tip.account_reference}, paid by its push after ${tip.mpesa_receipt} had paid the tip`, tip.mpesa_receipt, tip.credit_key],
   );
   return rowCount === 1;
 }

@@ -479,6 +479,22 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("a push paid and credited by its callback, its payment confirmed by C2B too, then a callback naming another receipt: one push, one payment; nothing is parked, the tip keeps its receipt, flagged", async () => {
+    const w = await worker();
+    const payer = phone();
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(100), payment: { case: "mpesaPhone", value: payer } });
+    await eventually(async () => (await h.balance(w.id)) === 9500n, "credited by its callback");
+    const row = await tipRow(tip!.tipId);
+    await h.sim.c2b.pay({ billRefNumber: row.account_reference, amount: 100, transId: row.mpesa_receipt, msisdn: row.phone, skipValidation: true });
+    await eventually(async () => (await c2bRow(row.mpesa_receipt))?.outcome === "duplicate", "its own payment confirmed");
+    const other = `OTH${randomUUID().replace(/-/g, "").slice(0, 7).toUpperCase()}`;
+    assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, lateSuccess(row, other, row.phone))).status, 200);
+    // Parked, the push's own payment (or one that never was) would move from clearing to suspense beside its credit.
+    assert.deepEqual([await c2bRow(other), (await c2bRow(row.mpesa_receipt)).outcome, (await tipRow(tip!.tipId)).mpesa_receipt], [undefined, "duplicate", row.mpesa_receipt]);
+    assert.equal(await alerts(tip!.tipId, "CALLBACK_MISMATCH"), 1);
+    assert.deepEqual([await h.balance(w.id), await h.walletEntries(w.id)], [9500n, 1], "credited once");
+  });
+
   test("a lost callback's C2B confirmation naming nothing and its STK query's success (no receipt), decided at the same time: the query waits for the parking and holds the tip from it, never credits from clearing beside a parked payment", async () => {
     const w = await worker();
     const push = await lostCallbackPush(w);
