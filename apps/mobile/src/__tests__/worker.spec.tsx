@@ -552,7 +552,8 @@ test("offline, home and history show the saved balance and tips marked with thei
   expect(screen.getByTestId("offline")).toBeTruthy();
 });
 
-test("My QR shows the saved image full screen offline", async () => {
+/** A signed-in worker's first code made on My QR and shown (K7M4QX), the app still open. */
+async function codeMadeOnMyQr() {
   const gw = new FakeGateway();
   const phone = newPhone();
   const first = await renderApp(gw, phone);
@@ -560,6 +561,11 @@ test("My QR shows the saved image full screen offline", async () => {
   await openTab("qr");
   await fireEvent.press(await screen.findByTestId("qr-create"));
   expect(await screen.findByText("K7M4QX")).toBeTruthy();
+  return { gw, phone, first };
+}
+
+test("My QR shows the saved image full screen offline", async () => {
+  const { gw, phone, first } = await codeMadeOnMyQr();
   await fireEvent.press(screen.getByText("Share my tip link"));
   expect(phone.shared).toEqual(["Tip me with TTIP: http://127.0.0.1:8080/t/K7M4QX"]);
   await first.unmount();
@@ -572,13 +578,7 @@ test("My QR shows the saved image full screen offline", async () => {
 });
 
 test("My QR forgets its saved copy of a code no longer active: offline it shows no code that customers would find refused", async () => {
-  const gw = new FakeGateway();
-  const phone = newPhone();
-  const first = await renderApp(gw, phone);
-  await signIn(gw);
-  await openTab("qr");
-  await fireEvent.press(await screen.findByTestId("qr-create"));
-  expect(await screen.findByText("K7M4QX")).toBeTruthy();
+  const { gw, phone, first } = await codeMadeOnMyQr();
   await first.unmount();
 
   gw.qrCodes[0]!.status = QrCodeStatus.REVOKED;
