@@ -161,6 +161,9 @@ describe("the worker's forms under a double tap (chromium at phone size)", () =>
     await ask("500");
     await waitUntil("the payout request sent", () => calls.get("RequestPayout") === 1, { timeoutMs: 20_000, everyMs: 50 });
     await away();
+    // Its stream is slow to connect: the screen shows the payout as RequestPayout answered it (before, "KES 0 to :").
+    const watch = "**/ttip.payment.v1.PaymentService/WatchPayout";
+    await page.route(watch, async (route) => (await new Promise((r) => setTimeout(r, 3_000)), route.continue()), { times: 1 });
     letGo();
     // Before, the screen opened again was an empty form: the payout was shown nowhere, and asked again it was a second one.
     await page.getByTestId("payout-status").waitFor({ timeout: 20_000 });
@@ -169,7 +172,6 @@ describe("the worker's forms under a double tap (chromium at phone size)", () =>
     await another.click();
     // The next payout's stream cannot connect: it is asked about meanwhile, and shown as itself. Before, it was shown
     // with the one before's final status, and not asked about.
-    const watch = "**/ttip.payment.v1.PaymentService/WatchPayout";
     await page.route(watch, (route) => route.abort("connectionreset"));
     await ask("600");
     await page.getByRole("status").filter({ hasText: "KES 600" }).getByTestId("payout-status").waitFor({ timeout: 20_000 });

@@ -77,7 +77,7 @@ function perWithdrawalUnits(limits: readonly WithdrawalLimit[] | undefined): num
  * key, a second payout. Per worker, for this tab's life; the keys also in sessionStorage, for a reload.
  */
 interface LastSend {
-  payoutId?: string;
+  payout?: Payout;
   error?: string;
 }
 const lastSends = new Map<string, Promise<LastSend>>();
@@ -123,10 +123,12 @@ export default function Withdraw() {
   const [error, setError] = useState("");
   const [step, setStep] = useState("");
   const [typed, setTyped] = useState("");
-  const [payoutId, setPayoutId] = useState("");
+  // The payout as RequestPayout answered it: shown until its stream's first message (before, "KES 0 to :").
+  const [sent, setSent] = useState<Payout>();
+  const payoutId = sent?.payoutId ?? "";
   const typedMinor = parseWholeUnits(typed);
   const fee = useQuery(WalletService.method.quoteWithdrawalFee, { amount: { amountMinor: typedMinor ?? 0n, currency: "KES" } }, { enabled: !!typedMinor });
-  const p = useLivePayout(payoutId);
+  const p = useLivePayout(payoutId) ?? sent;
   const final = payoutFinal(p);
   const outcome = p && payoutOutcomeKey(p.status, p.resultCode);
   const { refetch: refetchBalance } = balance;
@@ -148,12 +150,12 @@ export default function Withdraw() {
     let mounted = true;
     setResuming(true);
     setStep(t("stepSend"));
-    void last.then(({ payoutId: sent, error: failed }) => {
+    void last.then(({ payout: answered, error: failed }) => {
       if (!mounted) return;
       if (failed && lastSends.get(userId) === last) lastSends.delete(userId);
       setResuming(false);
       setStep("");
-      if (sent) setPayoutId(sent);
+      if (answered) setSent(answered);
       if (failed) setError(failed);
     });
     return () => void (mounted = false);
@@ -192,8 +194,8 @@ export default function Withdraw() {
         savePayoutKeys(userId, keys); // before it leaves: a reload during the send asks again under this key
         return payout.mutateAsync({ idempotencyKey: key, amount: { amountMinor: checked.value.amountMinor, currency: "KES" }, mpesaPhone: checked.value.mpesaPhone, stepUpToken });
       }).finally(() => savePayoutKeys(userId, keys));
-      told({ payoutId: res.payout!.payoutId });
-      setPayoutId(res.payout!.payoutId);
+      told({ payout: res.payout });
+      setSent(res.payout);
       setStep("");
     } catch (x) {
       told({ error: err(x) });
@@ -232,7 +234,7 @@ export default function Withdraw() {
           {outcome ? <p data-testid="payout-outcome">{t(outcome)}</p> : null}
           {p?.mpesaReceipt ? <p>{t("mpesaReceipt")} {p.mpesaReceipt}</p> : null}
           {/* Once M-Pesa has answered: the form again (a failed one to try with another number or amount). */}
-          {final ? <button type="button" className="secondary" onClick={() => (lastSends.delete(userId), setPayoutId(""), setTyped(""), setError(""))}>{t("withdrawAgain")}</button> : null}
+          {final ? <button type="button" className="secondary" onClick={() => (lastSends.delete(userId), setSent(undefined), setTyped(""), setError(""))}>{t("withdrawAgain")}</button> : null}
         </section>
       ) : (
         <form ref={formRef} onSubmit={onSubmit} noValidate>
