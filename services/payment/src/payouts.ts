@@ -380,15 +380,8 @@ export async function markQueueTimeout(deps: PayoutDeps, payoutId: string, r: Pa
 }
 
 /**
- * How many status queries, counted a result wait apart (countStatusQuery), M-Pesa answers "no record" of a payout
- * before that answer decides it (failed, its hold released): asked once, a B2C M-Pesa had not recorded yet could
- * still appear.
- */
-const NO_RECORD_AFTER_QUERIES = 2;
-
-/**
- * A Transaction Status answer about a payout. "Not found" decides only on the answer to the NO_RECORD_AFTER_QUERIES-th
- * query; a failed query never does.
+ * A Transaction Status answer about a payout. "Not found" decides only as the answer to a query sent a result wait
+ * after the payout's first (noRecordDecides); a failed query never does.
  */
 export async function applyStatusResult(deps: PayoutDeps, payoutId: string, r: ParsedResult): Promise<string> {
   const p = await loadPayout(deps.ctx.pool, payoutId);
@@ -414,10 +407,37 @@ export async function applyStatusResult(deps: PayoutDeps, payoutId: string, r: P
     deps.ctx.logger.error({ payoutId, resultCode: r.resultCode, resultDesc: r.resultDesc }, "transaction status query failed; payout still unresolved");
     return "query_failed";
   }
-  if (asked !== undefined && asked >= NO_RECORD_AFTER_QUERIES) {
-    return finishPayout(deps, payoutId, { success: false, code: r.resultCode, message: "M-Pesa has no record of the payout; nothing was sent" });
-  }
+  if (asked !== undefined && (await noRecordDecides(deps, payoutId, r.conversationId, { notFoundAt: new Date(clockOf(deps.ctx).now()) }))) return failNoRecord(deps, payoutId);
   return "not_found_yet";
+}
+
+const failNoRecord = (deps: PayoutDeps, payoutId: string) =>
+  finishPayout(deps, payoutId, { success: false, code: TRANSACTION_NOT_FOUND, message: "M-Pesa has no record of the payout; nothing was sent" });
+
+/**
+ * Records one half of a status query, by the ConversationID M-Pesa gave it: when the pass sent it (its answer to the
+ * pass), or M-Pesa's "no record" (its result), in either order. Answers whether that query's "no record" decides the
+ * payout: both halves known, and the query sent at least a result wait after the payout's first, so that a B2C M-Pesa
+ * had not recorded yet at the first query has had time to appear. Tied to its own query, a late or repeated answer
+ * to an earlier one decides nothing, however many queries were sent since.
+ */
+async function noRecordDecides(deps: PayoutDeps, payoutId: string, conversationId: string, half: { sentAt: Date } | { notFoundAt: Date }): Promise<boolean> {
+  if (!conversationId) return false;
+  // The first query's time is read as it was before this statement (a statement sees its snapshot): a query's own
+  // sent_at, set here, is never its own "first", and a first query never decides.
+  const { rows } = await deps.ctx.pool.query<{ decides: boolean | null }>(
+    `WITH q AS (
+       INSERT INTO payment.payout_status_queries (conversation_id, payout_id, sent_at, not_found_at) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (conversation_id) DO UPDATE SET sent_at = COALESCE(payout_status_queries.sent_at, EXCLUDED.sent_at),
+              not_found_at = COALESCE(payout_status_queries.not_found_at, EXCLUDED.not_found_at)
+        WHERE payout_status_queries.payout_id = EXCLUDED.payout_id
+       RETURNING sent_at, not_found_at)
+     SELECT q.not_found_at IS NOT NULL AND q.sent_at >= (SELECT min(sent_at) FROM payment.payout_status_queries WHERE payout_id = $2)
+              + make_interval(secs => $5::double precision / 1000) AS decides
+       FROM q`,
+    [conversationId, payoutId, "sentAt" in half ? half.sentAt : null, "notFoundAt" in half ? half.notFoundAt : null, deps.config().payoutResultWaitMs],
+  );
+  return rows[0]?.decides === true;
 }
 
 /**
@@ -512,15 +532,18 @@ async function reconcilePayout(deps: PayoutDeps, p: Payout, lease: string): Prom
       // 'sending' after a crash is as unknown as a timeout.
       const base = config.callbackBaseUrl;
       // Before sending: its answer may come before the call returns, and counts it only if it was sent since the last count.
-      await pool.query("UPDATE payment.payouts SET status_query_sent_at = $2 WHERE payout_id = $1", [p.payoutId, new Date(clockOf(deps.ctx).now())]);
-      await deps.daraja().transactionStatus({
+      const sentAt = new Date(clockOf(deps.ctx).now());
+      await pool.query("UPDATE payment.payouts SET status_query_sent_at = $2 WHERE payout_id = $1", [p.payoutId, sentAt]);
+      const query = await deps.daraja().transactionStatus({
         originalConversationId: p.payoutId,
         transactionId: p.mpesaReceipt ?? undefined,
         resultUrl: callbackUrl(base, "status/result", p.callbackToken),
         queueTimeoutUrl: callbackUrl(base, "status/timeout", p.callbackToken),
         remarks: "payout status",
       });
-      await countStatusQuery(deps, p.payoutId);
+      const asked = await countStatusQuery(deps, p.payoutId);
+      // M-Pesa's "no record" may have come before this answer named its query.
+      if (asked !== undefined && (await noRecordDecides(deps, p.payoutId, query.ConversationID, { sentAt }))) await failNoRecord(deps, p.payoutId);
     }
   } catch (err) {
     logger.warn({ payoutId: p.payoutId, err }, "payout reconciliation step failed; will retry");

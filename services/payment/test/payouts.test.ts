@@ -1089,14 +1089,48 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
       h.config.daraja = daraja;
       await answers.close();
     }
-    // Before, each answer read the count without its own query: the second was "not found yet", a third query needed.
-    assert.deepEqual(await results(), ["not_found_yet", "accepted"]);
+    // Each result came before its query was named to the pass: the second's "no record" decides when the pass names it.
+    // (Before, each answer read the count without its own query: a third query was needed.)
+    assert.deepEqual(await results(), ["not_found_yet", "not_found_yet"]);
     const done = await onlyPayout(worker);
     const { rows: [asked] } = await h.t.db.pool.query("SELECT status_queries FROM payment.payouts WHERE payout_id = $1", [payoutId]);
     assert.deepEqual([done.status, asked.status_queries, b2cTo(p).length], [PayoutStatus.FAILED, 2, 0], "failed after two queries; M-Pesa never saw the B2C");
     assert.match(done.resultMessage, /no record/);
     await eventually(async () => (await holdState(payoutId)) === "released", "hold released");
     assert.equal(await h.balance(worker), 9500n, "the money is back in the wallet");
+  });
+
+  test("a late answer to an earlier status query decides nothing, whatever was sent since: \"no record\" decides as the answer to a query sent a result wait after the first", async () => {
+    const p = phone("5652");
+    const { worker, payoutId } = await payoutNeverSeen(p);
+    const results = async () => (await h.t.db.pool.query("SELECT outcome FROM payment.callbacks WHERE payout_id = $1 ORDER BY received_at", [payoutId])).rows.map((r) => r.outcome as string);
+    await internal.reconcilePending({ limit: 100 });
+    await eventually(async () => (await results()).length === 1, "the first query's answer applied");
+    h.clock.advance(h.config.payoutResultWaitMs + 1);
+    await h.t.db.pool.query("UPDATE payment.payouts SET next_check_at = now() - interval '100 years' WHERE payout_id = $1", [payoutId]);
+    // The second query leaves and waits on its way to M-Pesa (which may have paid the B2C since the first).
+    const proxy = await startHoldingProxy(h.sim.url, (r) => r.path === "/mpesa/transactionstatus/v1/query" && r.body.includes(payoutId));
+    const daraja = h.config.daraja!;
+    h.config.daraja = { ...daraja, baseUrl: proxy.url, timeoutMs: 60_000 };
+    let pass: Promise<unknown> | undefined;
+    try {
+      pass = internal.reconcilePending({ limit: 100 });
+      await eventually(async () => proxy.held() === 1, "the second query on its way");
+      // Meanwhile the first query's "no record" comes again (late, or repeated on its way).
+      assert.equal(await repeatResults(payoutId), 1);
+      // Before, it was counted as the second query's answer: the payout failed and its hold went back to the wallet.
+      assert.equal(PayoutStatus[(await onlyPayout(worker)).status], PayoutStatus[PayoutStatus.RESOLVING]);
+      assert.equal(await holdState(payoutId), "held");
+      proxy.releaseOldest();
+      await pass;
+    } finally {
+      h.config.daraja = daraja;
+      await proxy.close();
+      await pass?.catch(() => undefined);
+    }
+    // The second query's own "no record" decides.
+    await eventually(async () => (await onlyPayout(worker)).status === PayoutStatus.FAILED, "failed on the second query's answer");
+    await eventually(async () => (await holdState(payoutId)) === "released", "hold released");
   });
 
   test("a status answer coming a result wait after its pass counted the query does not count it again: one query's \"no record\" never decides", async () => {
