@@ -19,6 +19,7 @@ import { postCredit } from "./credits.js";
 import { giveReceipt, lockTiesOfAmount, pruneReceiptless, receiptlessTipFor } from "./receiptless.js";
 import { applyStkOutcome, emitTipSucceeded, runAfterCredit, type Deps, type TipRow } from "./tips.js";
 import { newCallbackToken } from "./callback-paths.js";
+import { refuseOwnAccount } from "./own-account.js";
 
 /** A C2B validation or confirmation body, as far as we use it (the raw body is kept whole). */
 export interface C2bPayment {
@@ -944,6 +945,7 @@ export async function resolveSuspense(
       "no customer can have paid it, so it is not matched; check the receipt with Safaricom, then refund (close) it");
   }
   const match = await matchOf(deps, ref);
+  refuseOwnAccount(input.admin, match.workerId, "match_account_reference");
   // Whatever the code's status: the admin decided, and the money has already moved. A venue's code credits its pool.
   const recipient = match.workerId ? { workerId: match.workerId } : { venueId: match.venueId };
   await ensureInSuspense(deps, row);

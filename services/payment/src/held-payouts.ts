@@ -8,6 +8,7 @@ import { paymentMetrics } from "./metrics.js";
 import { announceOutcome, payoutChangeKey, resolveHold, type Finish, type PayoutDeps } from "./payouts.js";
 import { closePayoutAlerts } from "./stores/fraud-alerts.js";
 import { loadPayout, payoutOf, type Payout, type PayoutRow } from "./stores/payouts.js";
+import { refuseOwnAccount } from "./own-account.js";
 
 /**
  * What M-Pesa's statement shows for the payout; when paid, the difference from the payout's amount the admin
@@ -85,6 +86,7 @@ export async function resolveHeldPayout(deps: PayoutDeps, r: HeldPayoutResolutio
     );
     if (!row) throw new NotFoundError(`payout_id: no payout ${r.payoutId}`);
     const p = payoutOf(row);
+    refuseOwnAccount(r.admin, p.workerId, "payout_id");
     if (p.status !== "on_hold" || !row.mismatch || p.holdState !== "held") {
       throw new InvalidStateError(`payout_id: payout ${r.payoutId} is ${p.status} (its hold ${p.holdState}), not held for an amount M-Pesa reported; nothing changed`);
     }

@@ -580,7 +580,11 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     const [w, coded] = [await worker(), await worker("Wanjiru")];
     const push = await lostCallbackPush(w);
     const other = await parkedPaymentFrom(push.payer);
-    await adminClient.resolveSuspensePayment({ receipt: other.transId, action: { case: "matchAccountReference", value: coded.code.shortCode }, note: "meant for Wanjiru" });
+    const match = { receipt: other.transId, action: { case: "matchAccountReference" as const, value: coded.code.shortCode }, note: "meant for Wanjiru" };
+    // The code's worker, staff too, matches no payment to their own code.
+    await assert.rejects(h.t.client(PaymentAdminService, { subject: coded.id, roles: ["worker", "admin"], stepUp: true }).resolveSuspensePayment(match),
+      (e: ConnectError) => e.code === Code.PermissionDenied && e.rawMessage === "match_account_reference: this is your own account's; another admin must decide it");
+    await adminClient.resolveSuspensePayment(match);
     await eventually(async () => (await h.balance(coded.id)) === 9500n, "the match credited its code's worker");
     await queryPushes();
     assert.equal((await pay.getTip({ tipId: push.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW);

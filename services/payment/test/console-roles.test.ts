@@ -77,6 +77,11 @@ describe("payment admin RPCs by console role", () => {
     assert.equal(heldAgain?.code, Code.FailedPrecondition, "holding what is held");
     assert.equal(heldAgain!.rawMessage, "worker_id: the worker's payouts are on hold already");
     assert.equal((await finance.getPayoutHold({ workerId: worker })).hold?.reason, "check", "the first hold's reason stays");
+    // The held worker, staff too, releases no hold of their own.
+    const own = h.t.client(PaymentAdminService, { subject: worker, roles: ["worker", "finance"], stepUp: true });
+    const ownRelease = await refusal(own.releasePayouts({ workerId: worker, note: "mine", idempotencyKey: key() }));
+    assert.deepEqual([ownRelease?.code, ownRelease?.rawMessage], [Code.PermissionDenied, "worker_id: this is your own account's; another admin must decide it"]);
+    assert.equal(await held(), true);
     assert.equal(await outcome(finance.releasePayouts({ workerId: worker, note: "customer's bank confirmed", idempotencyKey: key() })), "ok");
     assert.equal(await held(), false);
     assert.equal((await finance.getPayoutHold({ workerId: worker })).hold, undefined, "released");

@@ -469,6 +469,9 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
       const fee = held.transferFee!.amountMinor;
       const req = { payoutId: held.payoutId, idempotencyKey: key(), outcome: paid(95, receipt), note: "statement shows KES 95" };
       const admin = finance();
+      // The worker, finance staff too, settles no payout of their own.
+      const own = await refusal(h.t.client(PaymentAdminService, { subject: worker, roles: ["worker", "finance"], stepUp: true }).resolveHeldPayout(req));
+      assert.deepEqual([own.code, own.rawMessage], [Code.PermissionDenied, "payout_id: this is your own account's; another admin must decide it"]);
       // Before: UNIMPLEMENTED (no way out of on_hold).
       const { payout } = await admin.resolveHeldPayout(req);
       assert.equal(PayoutStatus[payout!.status], PayoutStatus[PayoutStatus.SUCCEEDED]);

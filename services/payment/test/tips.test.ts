@@ -840,6 +840,13 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.equal(await h.balance(worker), 0n);
     const { alerts } = await adminClient.listFraudAlerts({});
     assert.ok(alerts.some((a) => a.reason === FraudReason.SELF_TIP && a.workerId === worker));
+    // A worker who is staff too approves no tip of their own: before, they credited the tip they had held themselves.
+    const ownAdmin = h.t.client(PaymentAdminService, { subject: worker, roles: ["worker", "admin"], stepUp: true });
+    await assert.rejects(ownAdmin.reviewTip({ tipId: self.tip!.tipId, approve: true, note: "mine" }),
+      (e: ConnectError) => e.code === Code.PermissionDenied && e.rawMessage === "tip_id: this is your own account's; another admin must decide it");
+    assert.deepEqual([(await settled(self.tip!.tipId)).status, await h.balance(worker)], [TipStatus.HELD_FOR_REVIEW, 0n]);
+    await adminClient.reviewTip({ tipId: self.tip!.tipId, approve: true, note: "their own money, tipped" });
+    await eventually(async () => (await h.balance(worker)) > 0n, "another admin's approval credits it");
   });
 
   test("a held tip's key: the same request answers the held tip with its one alert; another request under it is ALREADY_EXISTS", async () => {

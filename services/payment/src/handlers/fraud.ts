@@ -17,6 +17,7 @@ import { tipOf } from "../stores/tips.js";
 import type { TipRow } from "../tips.js";
 import { loadTip, runAfterCredit } from "../tips.js";
 import { locale, type PaymentHandlerContext } from "./context.js";
+import { refuseOwnAccount } from "../own-account.js";
 
 type Impl = ServiceImpl<typeof PaymentAdminService>;
 
@@ -71,6 +72,7 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
       throw new InvalidStateError("tip_id: the tip is not held for review");
     }
     if (!tip.credit_entry_id) throw new InvalidStateError("tip_id: the payment is still being recorded; try again shortly");
+    if (req.approve) refuseOwnAccount(admin.subject, tip.worker_id, "tip_id");
     const record = (tx: Queryable) =>
       auditAdminAction(tx, "payment", ctx, {
         action: req.approve ? AuditAction.HELD_TIP_APPROVED : AuditAction.HELD_TIP_REFUSED,
@@ -124,6 +126,7 @@ function releasePayoutsHandler(h: PaymentHandlerContext): Impl["releasePayouts"]
     const admin = requireCaller(ctx);
     await withTransaction(pool, async (tx) => {
       if (await claimIdempotencyKey(tx, idempotentRequest("payment", ctx, req, admin.subject), req.workerId)) return;
+      refuseOwnAccount(admin.subject, req.workerId, "worker_id");
       if (!(await releasePayouts(tx, req.workerId, new Date(clockOf(h.deps.ctx).now())))) throw new InvalidStateError("worker_id: the worker's payouts are not on hold");
       await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYOUTS_RELEASED, target: `worker:${req.workerId}`, userId: req.workerId, detail: req.note });
     });
