@@ -94,21 +94,23 @@ function registerDeviceHandler(core: AuthCore): Impl["registerDevice"] {
         [randomUUID(), caller.subject, req.name, JSON.stringify(jwk), sessionId, core.config.payoutHoldAfterPinResetMs],
       );
       await audit(tx, AuditAction.DEVICE_REGISTERED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `device ${rows[0].device_id}` });
-      await retireUnusedKeys(tx, caller.subject, ip);
+      const retired = await retireUnusedKeys(tx, caller.subject, ip);
       // Told to the user by SMS (notification): a key added from a session someone else holds would approve their withdrawals.
       await emitEvent(tx, "auth", DeviceRegisteredSchema, { userId: caller.subject, deviceId: rows[0].device_id, name: req.name });
-      return rows[0];
+      return { row: rows[0], retired };
     });
-    return { device: toDevice(device) };
+    // Its sessions' device changed: the cached list showed the retired key's for up to its TTL.
+    if (device.retired) await invalidateSessionList(core, caller.subject);
+    return { device: toDevice(device.row) };
   };
 }
 
 /**
  * Retires the account's keys past MAX_DEVICE_KEYS, those used longest ago (the user row is locked: getUser). A retired
  * key approves nothing more; its phone's next step-up finds it gone and adds a key with the PIN. Its sessions stay,
- * tied to no device: retiring is not a report of a lost phone (RemoveDevice).
+ * tied to no device: retiring is not a report of a lost phone (RemoveDevice). Returns whether any was retired.
  */
-async function retireUnusedKeys(tx: Queryable, userId: string, ip: string): Promise<void> {
+async function retireUnusedKeys(tx: Queryable, userId: string, ip: string): Promise<boolean> {
   const { rows } = await tx.query<{ device_id: string }>(
     `UPDATE auth.devices SET removed_at = now() WHERE device_id IN (
        SELECT device_id FROM auth.devices WHERE user_id = $1 AND removed_at IS NULL
@@ -116,15 +118,21 @@ async function retireUnusedKeys(tx: Queryable, userId: string, ip: string): Prom
      RETURNING device_id`,
     [userId, MAX_DEVICE_KEYS],
   );
-  if (!rows.length) return;
+  if (!rows.length) return false;
   const retired = rows.map((r) => r.device_id);
-  await tx.query("UPDATE auth.step_up_tokens SET used_at = now() WHERE device_id = ANY($1::uuid[]) AND used_at IS NULL", [retired]);
+  await endStepUps(tx, retired);
   // Its sessions are tied to no device from now on: the removal of any phone ends them (as sessions that may be on a
   // lost phone), where tied to a key no longer listed, no removal could.
   await tx.query("UPDATE auth.sessions SET device_id = NULL WHERE device_id = ANY($1::uuid[])", [retired]);
   for (const { device_id } of rows) {
     await audit(tx, AuditAction.DEVICE_REMOVED, { userId, actorUserId: userId, ip, detail: `device ${device_id} retired: over ${MAX_DEVICE_KEYS} keys, the one used longest ago` });
   }
+  return true;
+}
+
+/** Outstanding proofs from keys removed or retired die with them. */
+async function endStepUps(tx: Queryable, deviceIds: string[]): Promise<void> {
+  await tx.query("UPDATE auth.step_up_tokens SET used_at = now() WHERE device_id = ANY($1::uuid[]) AND used_at IS NULL", [deviceIds]);
 }
 
 function listDevicesHandler(core: AuthCore): Impl["listDevices"] {
@@ -143,8 +151,7 @@ function removeDeviceHandler(core: AuthCore): Impl["removeDevice"] {
     const ended = await withTransaction(pool, async (tx) => {
       await ownDevice(tx, req.deviceId, caller.subject);
       await tx.query("UPDATE auth.devices SET removed_at = now() WHERE device_id = $1", [req.deviceId]);
-      // Outstanding proofs from this device die with it.
-      await tx.query("UPDATE auth.step_up_tokens SET used_at = now() WHERE device_id = $1 AND used_at IS NULL", [req.deviceId]);
+      await endStepUps(tx, [req.deviceId]);
       await audit(tx, AuditAction.DEVICE_REMOVED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `device ${req.deviceId}` });
       // So do its sessions, which could add a key of their own and approve withdrawals with it: the one that added
       // the key, those tied to it (signed in naming it, or proved with it), and those tied to no device, which may be

@@ -187,7 +187,11 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     await me.verifyDeviceChallenge({ challengeId: used.challengeId, signature: first.key.sign(used.challenge) });
     const pending = await me.createDeviceChallenge({ deviceId: second.id, purpose: "payout" });
     const onSecond = await h.loginWithPin(phone, "4826", second.id); // a session signed in naming the second key
+    const onKey = async (id: string) => (await me.listSessions({})).sessions.filter((s) => s.deviceId === id).length;
+    assert.equal(await onKey(second.id), 1); // the session list is cached now
     const newest = await add("newest");
+    // Before, the cached list kept showing the session on the retired key.
+    assert.equal(await onKey(second.id), 0);
     const kept = (await me.listDevices({})).devices.map((d) => d.deviceId);
     assert.equal(kept.length, MAX_DEVICE_KEYS);
     assert.ok(kept.includes(first.id) && kept.includes(newest.id) && !kept.includes(second.id));
