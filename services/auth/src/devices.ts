@@ -167,21 +167,24 @@ function removeDeviceHandler(core: AuthCore): Impl["removeDevice"] {
   };
 }
 
-/** Proofs that move money or say where it goes: held after a PIN reset by SMS code (payoutHoldAfterReset). */
-const MONEY_PURPOSES = new Set(["payout", "payout_number"]);
+/**
+ * Proofs held after a PIN reset by SMS code (payoutHoldAfterReset): those that move money or say where it goes, and
+ * the console's (refunds, suspense matches, payout releases, roles), which a SIM's holder would reach the same way.
+ */
+const HELD_PURPOSES = new Set(["payout", "payout_number", "admin"]);
 
 /**
  * Refuses a money proof from a key within the hold after a PIN reset by SMS code: a SIM's holder can reset the PIN,
  * add a key (or use one a lost phone kept) and pay out to any number within minutes. Every key the account had at the
  * reset is held (ResetPin), and each added within the hold after it (RegisterDevice).
  */
-async function payoutHoldAfterReset(core: AuthCore, deviceId: string, userId: string): Promise<void> {
+async function payoutHoldAfterReset(core: AuthCore, deviceId: string, userId: string, purpose: string): Promise<void> {
   const { rows } = await core.ctx.pool.query("SELECT payout_held_until FROM auth.devices WHERE device_id = $1 AND user_id = $2", [deviceId, userId]);
   const until: Date | null | undefined = rows[0]?.payout_held_until;
   if (!until || until.getTime() <= clockOf(core.ctx).now()) return;
   const nairobi = new Date(until.getTime() + NAIROBI_OFFSET_MS).toISOString();
   throw new PayoutsHeldError(
-    `after a PIN reset by SMS code, withdrawals wait until ${nairobi.slice(0, 10)} ${nairobi.slice(11, 16)} Nairobi time: if you did not reset your PIN, call support`,
+    `after a PIN reset by SMS code, ${purpose === "admin" ? "admin actions" : "withdrawals"} wait until ${nairobi.slice(0, 10)} ${nairobi.slice(11, 16)} Nairobi time: if you did not reset your PIN, call support`,
     { held_until: until.toISOString() },
   );
 }
@@ -197,7 +200,7 @@ function createDeviceChallengeHandler(core: AuthCore): Impl["createDeviceChallen
   return async function (req, ctx) {
     const { caller } = await requireSession(core, ctx);
     await ownDevice(pool, req.deviceId, caller.subject);
-    if (MONEY_PURPOSES.has(req.purpose)) await payoutHoldAfterReset(core, req.deviceId, caller.subject);
+    if (HELD_PURPOSES.has(req.purpose)) await payoutHoldAfterReset(core, req.deviceId, caller.subject, req.purpose);
     const challengeId = randomUUID();
     const challenge = randomBytes(32);
     const expiresAt = new Date(clockOf(core.ctx).now() + CHALLENGE_TTL_MS);
