@@ -35,6 +35,7 @@ import { internalHandlers } from "../src/handlers/internal.js";
 import { createNotificationModule, DEFAULT_RETRY, type NotificationConfig } from "../src/index.js";
 import { ProviderSimulator } from "../src/testing.js";
 import { shortRef } from "../src/triggers.js";
+import { MAX_PUSH_TOKENS_PER_USER } from "../src/stores/push-tokens.js";
 import { createQrModule } from "@ttip/qr";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
@@ -835,6 +836,21 @@ describe("notification service against Postgres, JetStream and the provider simu
     await eventually("push failed", async () => (await delivery(push.deliveryIds[0])).status === DeliveryStatus.FAILED);
     const tokens = await t.db.pool.query("SELECT 1 FROM notification.push_tokens WHERE user_id = $1", [workerId]);
     assert.equal(tokens.rowCount, 0);
+  });
+
+  test("a user keeps at most MAX_PUSH_TOKENS_PER_USER push tokens: the oldest go, and a push goes to the ones kept", async () => {
+    const workerId = randomUUID();
+    const tokens = Array.from({ length: MAX_PUSH_TOKENS_PER_USER + 2 }, (_, i) => `fcm-many-${i}-${workerId}`);
+    for (const token of tokens) await asUser(workerId).registerPushToken({ token, platform: "android" });
+    const { rows } = await t.db.pool.query<{ token: string }>("SELECT token FROM notification.push_tokens WHERE user_id = $1", [workerId]);
+    // Before, every one was kept, and each push went to all of them at once.
+    assert.deepEqual(rows.map((r) => r.token).sort(), tokens.slice(2).sort());
+    const push = await internal().sendNotification({
+      idempotencyKey: `push-${randomUUID()}`, recipient: { case: "userId", value: workerId }, templateKey: TemplateKey.PAYOUT_SENT,
+      channels: [Channel.PUSH], variables: { amount: "KES 20", phone: "2547******00", reference: "QK5" },
+    });
+    await deliveryIn(push.deliveryIds[0], DeliveryStatus.SENT);
+    assert.deepEqual(sim.sentBy("fcm").filter((m) => m.to.endsWith(workerId)).map((m) => m.to).sort(), tokens.slice(2).sort());
   });
 
   test("a provider's words holding a NUL are stored with U+FFFD: a refusal fails its delivery once (not sent again for ever), a delivery report is applied (not answered 500 for ever)", async () => {
