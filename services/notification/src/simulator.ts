@@ -276,14 +276,17 @@ export class ProviderSimulator {
    * AT's form to the account's callback URL, Twilio's signed status callback,
    * SendGrid's signed event batch. Returns the webhook's HTTP status.
    */
-  /** `signedAt`: when SendGrid's report says it was signed (a captured one sent again is older). */
-  async reportDelivery(messageId: string, outcome: DeliveryOutcome, signedAt = new Date()): Promise<number> {
+  /**
+   * `signedAt`: when SendGrid's report says it was signed (a captured one sent again is older); `batchedBefore`: other
+   * entries of SendGrid's batch, ahead of this report.
+   */
+  async reportDelivery(messageId: string, outcome: DeliveryOutcome, signedAt = new Date(), batchedBefore: unknown[] = []): Promise<number> {
     const m = this.sent.find((s) => s.id === messageId);
     if (!m) throw new Error(`simulator sent no message ${messageId}`);
     if (!m.callbackUrl) throw new Error(`message ${messageId} has no callback URL configured`);
     if (m.provider === "africastalking") return this.africasTalkingReport(m, outcome);
     if (m.provider === "twilio") return this.twilioReport(m, outcome);
-    if (m.provider === "sendgrid") return this.sendgridReport(m, outcome, signedAt);
+    if (m.provider === "sendgrid") return this.sendgridReport(m, outcome, signedAt, batchedBefore);
     throw new Error(`${m.provider} sends no delivery reports`);
   }
 
@@ -317,8 +320,9 @@ export class ProviderSimulator {
     });
   }
 
-  private sendgridReport(m: SentMessage, outcome: DeliveryOutcome, signedAt: Date): Promise<number> {
+  private sendgridReport(m: SentMessage, outcome: DeliveryOutcome, signedAt: Date, batchedBefore: unknown[]): Promise<number> {
     const events = [
+      ...batchedBefore,
       {
         email: m.to,
         timestamp: Math.floor(Date.now() / 1000),

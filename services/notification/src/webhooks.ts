@@ -127,7 +127,8 @@ async function sendgridEvents(o: WebhookOptions, req: Req, res: Res, body: Buffe
   } catch {
     return send(res, 400, "a JSON array of events is expected");
   }
-  for (const e of events) {
+  // An entry that is no object reports nothing: skipped, where reading it threw and the batch, refused, came back for ever.
+  for (const e of events.filter((x) => typeof x === "object" && x !== null && !Array.isArray(x))) {
     await applyStatusReport(o.pool, {
       provider: "sendgrid",
       kind: e.event ?? "",
