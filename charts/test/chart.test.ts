@@ -341,9 +341,11 @@ describe("helm chart", () => {
     const gatewayService = moved.find((d) => d.kind === "Service" && d.metadata.name === "t-ttip-gateway")!;
     assert.deepEqual(gatewayService.spec.ports.map((p: any) => p.port), [8443]);
     assert.equal(movedEnv.TTIP_API_URL, "http://t-ttip-gateway:8443");
-    // Off: nothing of it, and the ingress sends everything to the gateway as before.
-    const off = await render("gateway.ingress.enabled=true", "web.enabled=false");
+    // Off: nothing of it, with the operator's own routing (which may serve it from elsewhere). Not under this
+    // ingress, which would send the QR codes' pages to the gateway: before, accepted, each scan a 404.
+    const off = await render("web.enabled=false");
     assert.equal(off.filter((d) => d.metadata.labels?.["app.kubernetes.io/component"] === "web").length, 0);
+    await assert.rejects(render("gateway.ingress.enabled=true", "web.enabled=false"), /web.enabled=false with gateway.ingress.enabled: the QR codes/);
     await assert.rejects(render("web.autoscaling.minReplicas=5", "web.autoscaling.maxReplicas=3"), /web.autoscaling: minReplicas \(5\) is above maxReplicas \(3\)/);
     await assert.rejects(render("web.enabeld=true"), /enabeld/);
   });
