@@ -266,6 +266,29 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     await h.screenshot(page, "worker-settings-sw");
   });
 
+  test("another tab signing in someone else loads this one again for them, whose save changed the second's account with the first's details; signing out there sends this one to sign in", async () => {
+    const [first, second] = [await h.worker("Amani"), await h.worker("Zawadi")];
+    const page = await h.signedInPhone(first);
+    await page.goto(`${h.url}/w/settings`);
+    const name = page.getByLabel("Your name (as customers see it)");
+    await eventually("the first worker's name", async () => (await name.inputValue()) === "Amani");
+    // Another tab of this browser, where the second worker signs in (the session the sign-in screen saves).
+    const other = await page.context().newPage();
+    try {
+      await other.goto(`${h.url}/w/signin`);
+      const { accessToken, refreshToken } = await h.tokens(second);
+      const session = JSON.stringify({ accessToken, refreshToken, userId: second.id });
+      await other.evaluate((s) => localStorage.setItem("ttip_session", s), session);
+      // Before, this tab kept the first worker's settings, saved then as the second's.
+      await eventually("this tab shows the second worker", async () => (await name.inputValue()) === "Zawadi");
+      await other.evaluate(() => localStorage.removeItem("ttip_session"));
+      // Before, it kept the second worker's settings up, beside errors.
+      await page.waitForURL(`${h.url}/w/signin`);
+    } finally {
+      await other.close();
+    }
+  });
+
   test("settings whose read failed are not offered to save: drawn empty, saving the payout number switched automatic payouts off", async () => {
     const worker = await h.worker("Wairimu");
     await h.api(PaymentService, worker.token).updatePayoutSettings({ payoutPhone: worker.phone, autoPayout: true, autoPayoutMinimum: { amountMinor: 50_000n, currency: "KES" } });

@@ -1,18 +1,13 @@
 "use client";
 import Link from "next/link";
-import { useRouter } from "next/navigation";
-import { useEffect } from "react";
-import { loadSession } from "../../lib/session";
+import { useSignedIn } from "../../lib/use-signed-in";
 import { ContentStart, SkipToContent } from "../skip-to-content";
 import { useVT } from "./use-vt";
 
 /** The venue's tabs; sends a visitor without a session to the managers' sign-in. */
 export function VenueNav({ venueId }: { venueId?: string }) {
-  const router = useRouter();
   const { t, locale } = useVT();
-  useEffect(() => {
-    if (!loadSession()) router.replace("/w/signin?as=manager");
-  }, [router]);
+  useSignedIn("/w/signin?as=manager");
   return (
     <>
       <SkipToContent label={t("v_skipToContent")} />

@@ -1,16 +1,16 @@
 "use client";
 import { useQuery } from "@connectrpc/connect-query";
 import Link from "next/link";
-import { usePathname, useRouter } from "next/navigation";
-import { useEffect, useState } from "react";
+import { usePathname } from "next/navigation";
+import { useState } from "react";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { loadSession, sessionRoles } from "../../lib/session";
+import { useSignedIn } from "../../lib/use-signed-in";
 import { ContentStart, SkipToContent } from "../skip-to-content";
 import { useT } from "./use-t";
 
 /** The worker's tabs and the language switch; sends a visitor without a session to sign in. */
 export function WorkerNav() {
-  const router = useRouter();
   const path = usePathname();
   const { t, locale } = useT();
   // A worker who also manages a venue (a manager's invitation accepted) finds its screens from here; asked only of a
@@ -18,9 +18,7 @@ export function WorkerNav() {
   const [managerRole] = useState(() => sessionRoles(loadSession()).includes("venue_manager"));
   const managed = useQuery(QrService.method.listManagedVenues, {}, { enabled: managerRole });
   const manages = (managed.data?.venues.length ?? 0) > 0;
-  useEffect(() => {
-    if (!loadSession()) router.replace("/w/signin");
-  }, [router]);
+  useSignedIn("/w/signin");
   return (
     <>
       <SkipToContent label={t("skipToContent")} />
