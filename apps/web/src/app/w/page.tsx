@@ -14,6 +14,7 @@ import { formatAmount, WALLET_CURRENCY } from "../../lib/money";
 import { nairobiMonthStart } from "../../lib/nairobi-time";
 import { forgetDeviceKey } from "../../lib/device-key";
 import { clearSession, loadSession } from "../../lib/session";
+import { useWrite } from "../../lib/use-write";
 import { EarningsCharts } from "./earnings";
 import { WorkerNav } from "./nav";
 import { useT } from "./use-t";
@@ -36,6 +37,7 @@ export default function Home() {
   const [range] = useState(() => ({ from: timestampFromDate(nairobiMonthStart(new Date())), to: timestampFromDate(new Date(Date.now() + 86_400_000)) }));
   const earnings = useQuery(AnalyticsService.method.getWorkerEarnings, { range, currency: "KES" }, { refetchInterval: poll });
   const signOutAll = useMutation(AuthService.method.revokeAllSessions);
+  const signingOut = useWrite();
   const [signOutError, setSignOutError] = useState("");
   const b = balance.data?.balances[0];
   const list = tips.data?.tips ?? [];
@@ -75,18 +77,20 @@ export default function Home() {
       <button
         type="button"
         className="secondary"
-        disabled={signOutAll.isPending}
-        onClick={async () => {
+        disabled={signingOut.busy}
+        // Guarded from the tap itself: a double tap's second call, refused as the session the first ended, said
+        // "sign out failed" of a sign-out done.
+        onClick={() => signingOut.run(async (send) => {
           // This browser's key approves withdrawals: kept, whoever signed in here next as this worker would use it. Read
           // first: a call refused meanwhile may clear the session before the answer below.
           const userId = loadSession()?.userId;
           // Not done, the worker is told and stays signed in to try again: a stolen phone's session would live on.
-          const failed = await signOutAll.mutateAsync({}).then(() => undefined, (x: unknown) => x);
+          const failed = await send(() => signOutAll.mutateAsync({})).then(() => undefined, (x: unknown) => x);
           if (failed) return setSignOutError(t("signOutAllFailed", { reason: err(failed) }));
           if (userId) await forgetDeviceKey(userId).catch(() => undefined);
           clearSession();
           router.replace("/w/signin");
-        }}
+        })}
       >
         {t("signOutAll")}
       </button>
