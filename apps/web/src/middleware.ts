@@ -8,7 +8,10 @@ import { isSeed, REFRESHED, SCRIPTLESS_SEED_SECONDS, SEED_COOKIE, seedCookiePath
 export function middleware(request: NextRequest): NextResponse {
   const [, code, tip] = /^\/t\/([^/]+)(\/tips\/[^/]+)?$/.exec(request.nextUrl.pathname) ?? [];
   if (!code || request.method !== "GET") return NextResponse.next();
-  const path = seedCookiePath(decodeURIComponent(code));
+  const decoded = decodedCode(code);
+  // Not a code (bad percent-encoding): the page answers it not found, where the middleware threw (a server error).
+  if (decoded === undefined) return NextResponse.next();
+  const path = seedCookiePath(decoded);
   const kept = isSeed(request.cookies.get(SEED_COOKIE)?.value);
   if (tip) {
     // A tip's page opened: a tip asked for after it is a new one (as the page's script forgets its seed there).
@@ -23,6 +26,14 @@ export function middleware(request: NextRequest): NextResponse {
   const response = NextResponse.next({ request: { headers: request.headers } });
   response.cookies.set(SEED_COOKIE, seed, { path, maxAge: SCRIPTLESS_SEED_SECONDS, sameSite: "lax" });
   return response;
+}
+
+function decodedCode(code: string): string | undefined {
+  try {
+    return decodeURIComponent(code);
+  } catch {
+    return undefined;
+  }
 }
 
 export const config = { matcher: ["/t/:code", "/t/:code/tips/:tip"] };

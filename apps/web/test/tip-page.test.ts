@@ -61,6 +61,8 @@ describe("the customer's tip page (chromium at phone size)", () => {
     const tipId = /\/tips\/([0-9a-f-]{36})/.exec(page.url())![1];
     assert.equal((await fetch(`${h.url}/t/${other.shortCode}/tips/${tipId}`)).status, 404);
     assert.equal((await fetch(`${h.url}/t/${code.shortCode}/tips/${tipId}`)).status, 200);
+    // A path that is no code (bad percent-encoding) is a bad request, where the middleware threw: a server error (500).
+    assert.equal((await fetch(`${h.url}/t/%E0%A4%A`)).status, 400);
 
     // A feedback outcome the page does not know, one of every object's inherited names included, shows the form plainly.
     const odd = new URL(page.url());
