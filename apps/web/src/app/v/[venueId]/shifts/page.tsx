@@ -31,7 +31,7 @@ export default function Shifts() {
   const period = { start: timestampFromDate(range.start), end: timestampFromDate(range.end) };
   // A period typed backwards is said here, as the manager types it; the server is not asked.
   const backwards = range.end.getTime() <= range.start.getTime();
-  const members = useQuery(VenueService.method.listMembers, { venueId });
+  const members = useQuery(VenueService.method.listMembers, { venueId, includeLeft: true });
   const hoursQ = useQuery(VenueService.method.getHours, { venueId, period }, { enabled: !backwards });
   const shifts = useQuery(VenueService.method.listShifts, { venueId, period }, { enabled: !backwards });
   const record = useMutation(VenueService.method.recordShift);
@@ -39,8 +39,11 @@ export default function Shifts() {
   const [error, setError] = useState("");
   const [note, setNote] = useState("");
   const [report, setReport] = useState<ImportShiftsResponse & { dryRun: boolean }>();
-  // Those a shift may be recorded for: members who accepted their invitation and have not left.
-  const joined = (members.data?.members ?? []).filter((m) => m.status === MemberStatus.ACTIVE);
+  // Those a shift may be recorded for: members who accepted their invitation, and those who left since. A clock-in a
+  // member left open (removed over a day after it) holds back each split over it until a shift recorded replaces it:
+  // offered only the members still there, the manager could not, and the pool's money stayed in it.
+  const all = members.data?.members ?? [];
+  const joined = [...all.filter((m) => m.status === MemberStatus.ACTIVE), ...all.filter((m) => m.status === MemberStatus.LEFT)];
   const name = (memberId: string) => members.data?.members.find((m) => m.memberId === memberId)?.displayName ?? memberId.slice(0, 8);
   const refresh = () => Promise.all([hoursQ.refetch(), shifts.refetch()]);
 
@@ -113,7 +116,7 @@ export default function Shifts() {
         <h2>{t("v_recordH")}</h2>
         <label className="field" htmlFor="member">{t("v_member")}</label>
         <select id="member" name="member">
-          {joined.map((m) => <option key={m.memberId} value={m.memberId}>{m.displayName}</option>)}
+          {joined.map((m) => <option key={m.memberId} value={m.memberId}>{m.status === MemberStatus.LEFT ? t("v_memberLeft", { name: m.displayName }) : m.displayName}</option>)}
         </select>
         <label className="field" htmlFor="start">{t("v_start")}</label>
         <input id="start" name="start" type="datetime-local" />
