@@ -1072,10 +1072,16 @@ export class InProcessBus implements EventBus {
           retryEnd = undefined;
         } catch (err) {
           this.logger.warn({ err, subject: batch[0].subject, eventId: batch[0].id, messages: batch.length, consumer: durable }, "event handler failed; will redeliver");
-          if (err instanceof BatchPartlyApplied && (held?.messages.length ?? 0) < MAX_HELD_MESSAGES) {
-            const failed = notApplied(batch.map((m) => ({ ...m, deliveryCount: deliveries })), err);
-            countFailed(metrics, durable, failed.length, err.reason);
-            held = { messages: [...(held?.messages ?? []), ...failed], due: held?.due ?? Date.now() + waitAfter(err.reason, this.redeliveryDelayMs, deliveries) };
+          // A message alone in its batch failed as one that is part of a batch does: held aside, the rest delivered
+          // past it (as JetStream delays it and goes on). Retried in place, it held back every message after it for
+          // good, and the log's trim then moved the consumer past them unread.
+          const alone = batch.length === 1;
+          if ((err instanceof BatchPartlyApplied || alone) && (held?.messages.length ?? 0) < MAX_HELD_MESSAGES) {
+            const reason = err instanceof BatchPartlyApplied ? err.reason : err;
+            const delivered = batch.map((m) => ({ ...m, deliveryCount: deliveries }));
+            const failed = err instanceof BatchPartlyApplied ? notApplied(delivered, err) : delivered;
+            countFailed(metrics, durable, failed.length, reason);
+            held = { messages: [...(held?.messages ?? []), ...failed], due: held?.due ?? Date.now() + waitAfter(reason, this.redeliveryDelayMs, deliveries) };
             state.position = Math.max(state.position, end);
             deliveries = 0;
             retryEnd = undefined;

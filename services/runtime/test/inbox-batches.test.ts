@@ -404,6 +404,33 @@ describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
     assert.deepEqual([...ids, later].filter((id) => id !== poison && delivered.get(id) !== 1), [], "none delivered again with the bad one");
   });
 
+  test("make run's in-process bus: an event that cannot be applied, alone in its batch (a quiet system's), holds back none after it", async () => {
+    const local = new InProcessBus(logger, 50);
+    const poison = randomUUID();
+    const delivered = new Map<string, number>();
+    const sub = await consumeEventBatches({
+      bus: countingDeliveries(delivered, local), pool: db.pool, schema: "batches", consumer: "c41", subject: "ttip.x.r", logger, maxBatch: 64,
+      handleBatch: async (messages, tx) => {
+        // 810000: this test's rows.
+        await tx.query("INSERT INTO batches.applied SELECT unnest($1::uuid[]), 810000", [messages.map((m) => m.id)]);
+        if (messages.some((m) => m.id === poison)) throw new Error("cannot be applied");
+      },
+    });
+    const later = Array.from({ length: 5 }, () => randomUUID());
+    const applied = async () => (await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM batches.applied WHERE batch = 810000")).rows[0].n;
+    try {
+      await local.publish({ id: poison, subject: "ttip.x.r", data: new Uint8Array([1]) });
+      await eventually("the bad one delivered alone", async () => (delivered.get(poison) ?? 0) >= 1);
+      for (const id of later) await local.publish({ id, subject: "ttip.x.r", data: new Uint8Array([1]) });
+      // Before, the bad one was delivered again in place for good: none after it was ever applied.
+      await eventually("the later ones applied, the bad one back again", async () => (await applied()) >= later.length && (delivered.get(poison) ?? 0) >= 2, 20_000);
+    } finally {
+      await sub.stop();
+      await local.close();
+    }
+    assert.equal(await applied(), later.length, "each later event applied once");
+  });
+
   test("changesState: an event that changes nothing gets no inbox row or handler call, and is acknowledged with its batch, even when a batch-mate fails", async () => {
     const ids: string[] = Array.from({ length: 60 }, () => randomUUID());
     const idle = new Set(ids.filter((_, i) => i % 3 === 0));
