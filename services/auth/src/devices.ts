@@ -10,7 +10,7 @@ import { audit, AuditAction } from "./audit.js";
 import type { AuthCore } from "./core.js";
 import { opaqueToken, sha256 } from "./crypto.js";
 import { checkPin } from "./pin-guard.js";
-import { forgetSessions, invalidateSessionList, requireSession, revokeSessions, sessionState } from "./sessions.js";
+import { forgetSessions, invalidateSessionList, requireSession, requireSessionLive, revokeSessions, sessionState } from "./sessions.js";
 import { getUser } from "./users.js";
 
 type Impl = ServiceImpl<typeof AuthService>;
@@ -84,6 +84,7 @@ function registerDeviceHandler(core: AuthCore): Impl["registerDevice"] {
     const device = await withTransaction(pool, async (tx) => {
       // The PIN changed since it was checked (that change signs out whoever knew the old one): no key on the old PIN.
       if ((await getUser(tx, caller.subject, true)).pin_hash !== checked) throw new InvalidStateError("the PIN was changed meanwhile: enter the new one");
+      await requireSessionLive(tx, sessionId);
       const { rows } = await tx.query(
         // The session that added the key is on that phone: removing the device ends it (removeDevice). A key added
         // within the hold after a PIN reset by SMS code approves no withdrawal until it ends (payoutHoldAfterReset).

@@ -11,7 +11,7 @@ import { sameBytes, sixDigitCode } from "./crypto.js";
 import { hashPin, weakPinReason } from "./pin.js";
 import { checkPin } from "./pin-guard.js";
 import { clientAddressOf, userAgentOf } from "./request.js";
-import { forgetSessions, openSession, refreshSession, requireSession, revokeSessions, tokenPair } from "./sessions.js";
+import { forgetSessions, openSession, refreshSession, requireSession, requireSessionLive, revokeSessions, tokenPair } from "./sessions.js";
 import { getUser, USER_COLUMNS, roleName, type UserRow } from "./users.js";
 
 type Impl = ServiceImpl<typeof AuthService>;
@@ -247,6 +247,7 @@ function changePinHandler(core: AuthCore): Impl["changePin"] {
     const revoked = await withTransaction(pool, async (tx) => {
       // Reset meanwhile (by its owner, who signed out whoever knew the old PIN): not undone by the old PIN's holder.
       if ((await getUser(tx, caller.subject, true)).pin_hash !== checked) throw new InvalidStateError("the PIN was changed meanwhile: sign in again");
+      await requireSessionLive(tx, sessionId);
       await tx.query("UPDATE auth.users SET pin_hash = $2, updated_at = now() WHERE user_id = $1", [caller.subject, pinHash]);
       // A PIN is changed because someone else may know it: the sessions they opened with it end (this one stays).
       const revoked = await revokeSessions(tx, "user_id = $1 AND session_id IS DISTINCT FROM $2", [caller.subject, sessionId ?? null], "PIN changed");

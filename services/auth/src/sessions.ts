@@ -225,6 +225,17 @@ export async function requireSession(core: AuthCore, ctx: HandlerContext): Promi
   return { caller, sessionId, ip: clientAddressOf(ctx) };
 }
 
+/**
+ * The calling session still active, read under its row's lock in the transaction about to act for it: a revocation
+ * (sign out everywhere, a removed phone) committed while the call checked its PIN would otherwise not stop it, and a
+ * key or PIN it set would outlive the sign-out. A revocation after it waits for the commit, and ends what it made.
+ */
+export async function requireSessionLive(tx: Queryable, sessionId: string | undefined): Promise<void> {
+  if (!sessionId) return;
+  const { rows } = await tx.query("SELECT 1 FROM auth.sessions WHERE session_id = $1 AND revoked_at IS NULL FOR SHARE", [sessionId]);
+  if (!rows[0]) throw new UnauthenticatedError("this session was revoked: sign in again");
+}
+
 /** An active session's row, from the database or the user's cached list (times as ISO text). */
 export interface SessionRow {
   session_id: string;

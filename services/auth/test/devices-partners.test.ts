@@ -342,6 +342,23 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     assert.equal(second.events[0].action, AuditAction.LOGIN);
     assert.equal(second.page?.nextPageToken, "");
   });
+  test("a session revoked while RegisterDevice or ChangePin checked its PIN adds no key and changes no PIN", async () => {
+    const phone = testPhone();
+    const signup = await h.signUpWithPin(phone, "4826");
+    const tokens = await h.loginWithPin(phone, "4826");
+    const me = h.api(tokens.accessToken);
+    await me.listDevices({}); // the session's state is cached as active, as at the start of a call
+    // Revoked (sign out everywhere from another phone) after the call's session check: the cached state still says active.
+    const sid = JSON.parse(Buffer.from(tokens.accessToken.split(".")[1], "base64url").toString()).sid as string;
+    await h.t.db.pool.query("UPDATE auth.sessions SET revoked_at = now(), revoked_reason = 'revoke all' WHERE session_id = $1", [sid]);
+    // Before, the key was added (approving payouts after the owner's sign-out) and the PIN changed.
+    assert.equal(await fails(me.registerDevice({ name: "Thief", publicKeyJwk: deviceKey().publicJwk, pin: "4826" })), Code.Unauthenticated);
+    assert.equal(await fails(me.changePin({ currentPin: "4826", newPin: "5193" })), Code.Unauthenticated);
+    const { rows } = await h.t.db.pool.query("SELECT count(*)::int AS n FROM auth.devices WHERE user_id = $1", [signup.userId]);
+    assert.equal(rows[0].n, 0);
+    assert.ok(await h.loginWithPin(phone, "4826"), "the PIN is unchanged");
+  });
+
   // Last in this file: it moves the service's clock a day on.
   test("a PIN reset by SMS code alone: no key approves a payout, a payout number or an admin action for a day, neither one added after it nor one the account had (a lost phone keeps its key)", async () => {
     const phone = testPhone();
