@@ -285,8 +285,11 @@ function resetPinHandler(core: AuthCore): Impl["resetPin"] {
         "UPDATE auth.users SET pin_hash = $2, pin_failures = 0, lockouts = 0, locked_until = NULL, pin_reset_at = $3, updated_at = now() WHERE user_id = $1",
         [user.user_id, pinHash, new Date(clockOf(core.ctx).now())],
       );
-      // Whoever knew the old PIN loses every session it opened.
+      // Whoever knew the old PIN loses every session it opened, and the proofs those asked for (a challenge, a step-up
+      // not yet used), which would otherwise approve a payout for their minutes after the reset, past its hold.
       const revoked = await revokeSessions(tx, "user_id = $1", [user.user_id], "PIN reset");
+      await tx.query("UPDATE auth.device_challenges SET used_at = now() WHERE user_id = $1 AND used_at IS NULL", [user.user_id]);
+      await tx.query("UPDATE auth.step_up_tokens SET used_at = now() WHERE user_id = $1 AND used_at IS NULL", [user.user_id]);
       // The keys already added approve no withdrawal for the hold either: one may be on a phone the worker lost or
       // handed on, signed out but holding its key, which a SIM's holder would use after this reset.
       await tx.query(

@@ -342,6 +342,22 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     assert.equal(second.events[0].action, AuditAction.LOGIN);
     assert.equal(second.page?.nextPageToken, "");
   });
+  test("a PIN reset by SMS code ends the proofs asked before it: a challenge not yet answered, a step-up not yet used", async () => {
+    const phone = testPhone();
+    const signup = await h.signUpWithPin(phone, "4826");
+    const before = h.api((await h.loginWithPin(phone, "4826")).accessToken);
+    const key = deviceKey();
+    const { device } = await before.registerDevice({ name: "Pixel", publicKeyJwk: key.publicJwk, pin: "4826" });
+    const pending = await before.createDeviceChallenge({ deviceId: device!.deviceId, purpose: "payout" });
+    const asked = await before.createDeviceChallenge({ deviceId: device!.deviceId, purpose: "payout" });
+    const { stepUpToken } = await before.verifyDeviceChallenge({ challengeId: asked.challengeId, signature: key.sign(asked.challenge) });
+    const { challengeId, otp } = await h.startVerification(phone);
+    const after = h.api((await h.api().resetPin({ challengeId, otp, newPin: "5193" })).tokens!.accessToken);
+    // Before, each approved a payout for its minutes after the reset, past the hold on the key.
+    assert.equal(await fails(after.verifyDeviceChallenge({ challengeId: pending.challengeId, signature: key.sign(pending.challenge) })), Code.FailedPrecondition);
+    assert.equal(await fails(h.internal.verifyStepUpToken({ stepUpToken, userId: signup.userId, purpose: "payout", spendKey: "payout-after-reset" })), Code.PermissionDenied);
+  });
+
   test("a session revoked while RegisterDevice or ChangePin checked its PIN adds no key and changes no PIN", async () => {
     const phone = testPhone();
     const signup = await h.signUpWithPin(phone, "4826");
