@@ -1752,6 +1752,58 @@ export async function expireUnmatchedReports(db: Queryable, retentionMs = UNMATC
   return rowCount ?? 0;
 }
 
+/**
+ * How long a delivery keeps its recipient's full address and its text: support's questions about a message come
+ * within weeks. Past it, a receipt's phone number or e-mail address and what it said (an amount, a customer's
+ * message) are no longer the platform's to keep; the masked address, the template and the outcome stay.
+ */
+export const DELIVERY_DETAIL_RETENTION_MS = 90 * 24 * 3_600_000;
+/** Deliveries erased per statement, and statements per sweep at most: each transaction stays short. */
+const ERASE_BATCH = 1_000;
+const ERASE_MAX_BATCHES = 100;
+
+/** The smallest time-ordered id (UUID version 7) of millisecond `ms`: every id made from then on sorts at or after it. */
+export function firstIdAt(ms: number): string {
+  const hex = Math.max(0, Math.floor(ms)).toString(16).padStart(12, "0");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-0000-0000-000000000000`;
+}
+
+/**
+ * Erases what deliveries made before `now` less the retention say of their recipient: the address (its masked form
+ * stays), the recipient key (which carries the number: no event can come again that long after, so it keys nothing
+ * more) and the rendered text. Every one is final by then (a delivery gives up within hours). In id order, from the
+ * last erased (erasure_marks), a batch per transaction; one replica at a time (the others skip the sweep). Answers
+ * how many were erased.
+ */
+export async function eraseOldDeliveries(pool: Pool, now: number, retentionMs = DELIVERY_DETAIL_RETENTION_MS): Promise<number> {
+  let erased = 0;
+  for (let batch = 0; batch < ERASE_MAX_BATCHES; batch++) {
+    const n = await withTransaction(pool, async (tx) => {
+      const { rows: [lock] } = await tx.query<{ got: boolean }>("SELECT pg_try_advisory_xact_lock(hashtext('notification.erase_deliveries')) AS got");
+      if (!lock.got) return 0;
+      const { rows } = await tx.query<{ n: number }>(
+        `WITH due AS (
+           SELECT d.id FROM notification.deliveries d
+            WHERE d.id > coalesce((SELECT through FROM notification.erasure_marks WHERE name = 'deliveries'), '00000000-0000-0000-0000-000000000000')
+              AND d.id < $1::uuid
+            ORDER BY d.id LIMIT $2),
+         erased AS (
+           UPDATE notification.deliveries d SET address = d.address_masked, recipient_key = 'erased:' || d.id::text, body = NULL
+             FROM due WHERE d.id = due.id RETURNING d.id),
+         marked AS (
+           INSERT INTO notification.erasure_marks (name, through) SELECT 'deliveries', id FROM erased ORDER BY id DESC LIMIT 1
+           ON CONFLICT (name) DO UPDATE SET through = EXCLUDED.through)
+         SELECT count(*)::int AS n FROM erased`,
+        [firstIdAt(now - retentionMs), ERASE_BATCH],
+      );
+      return rows[0].n;
+    });
+    erased += n;
+    if (n < ERASE_BATCH) break;
+  }
+  return erased;
+}
+
 /** How far back redispatchStranded looks, by creation: a rollout takes minutes. */
 const STRANDED_WINDOW_MS = 3_600_000;
 /**

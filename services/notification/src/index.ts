@@ -3,7 +3,7 @@ import { NotificationAdminService, NotificationInternalService, NotificationServ
 import { clockOf, type ModuleOptions, type ServiceModule } from "@ttip/runtime";
 import { checkRetryConfig, configFromEnv, DEFAULT_STOP_SENDS_MS, loadEnvConfig, type NotificationConfig } from "./config.js";
 import { authContacts, authStaffDirectory, type ContactLookup, qrVenueDirectory, type StaffDirectory, type VenueDirectory } from "./contacts.js";
-import { applyStrandedReports, Dispatcher, expireUnmatchedReports, redispatchStranded, strandedLookWindow, unparkDue } from "./delivery.js";
+import { applyStrandedReports, Dispatcher, eraseOldDeliveries, expireUnmatchedReports, redispatchStranded, strandedLookWindow, unparkDue } from "./delivery.js";
 import { registerHandlers } from "./handlers/index.js";
 import { createProviders } from "./providers.js";
 import type { ProviderSimulator } from "./simulator.js";
@@ -23,6 +23,8 @@ export interface NotificationOptions extends ModuleOptions {
   redispatchAgainMs?: number;
   /** How often a running replica looks for recent ones (default 5 minutes): see strandedLookWindow. */
   strandedLookMs?: number;
+  /** How often old deliveries' addresses and texts are erased (default hourly): see eraseOldDeliveries. */
+  eraseIntervalMs?: number;
   /** Deferrals longer than this wait in the table instead of on the bus. */
   parkAfterMs?: number;
   /** Where a user's phone comes from when we have none; auth's GetUserById by default. */
@@ -121,11 +123,21 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
           ]).finally(() => (sweeping = undefined)),
         );
       }, options.sweepIntervalMs ?? 15_000);
+      let erasing: Promise<unknown> | undefined;
+      const eraser = setInterval(() => {
+        erasing ??= track(
+          eraseOldDeliveries(ctx.pool, clockOf(ctx).now())
+            .then((erased) => erased && ctx.logger.info({ erased }, "erased old deliveries' addresses and texts"))
+            .catch((err) => ctx.logger.warn({ err }, "erasing old deliveries failed; the next sweep tries again"))
+            .finally(() => (erasing = undefined)),
+        );
+      }, options.eraseIntervalMs ?? 3_600_000);
       return async () => {
         // One budget for the whole stop: sends still out by then stay 'sending' for a look after their lease (Dispatcher.stopBy).
         const deadline = Date.now() + (cfg.stopSendsMs ?? DEFAULT_STOP_SENDS_MS);
         sends.stopBy(deadline);
         clearInterval(sweeper);
+        clearInterval(eraser);
         clearTimeout(afterRollout);
         clearInterval(strandedLook);
         // A sweep and a trigger's batch wait on PostgreSQL: with it out of reach, on its own timeouts, past the

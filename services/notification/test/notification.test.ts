@@ -29,7 +29,7 @@ import {
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { AdjustableClock, callerHeaders, createPeers, InProcessBus, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, requestFingerprint, scrubText, startService, startTracing, withTransaction, type EventBus, type Pool, type PoolClient } from "@ttip/runtime";
 import { captureLogger, crashBeforeFirstAck, createTestDatabase, heapWalRecords, keptPlans, kesMinor, startOtlpReceiver, holdingTimer, startTestService, testEnv, type TestService, uniqueName, eventually, testPhone } from "@ttip/runtime/testing";
-import { applyStatusReport, declareInDoubt, deliveryRace, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, quietUntil, redispatchStranded, RetryLater, strandedLookWindow, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
+import { applyStatusReport, declareInDoubt, DELIVERY_DETAIL_RETENTION_MS, deliveryRace, Dispatcher, eraseOldDeliveries, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, quietUntil, redispatchStranded, RetryLater, strandedLookWindow, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
 import type { NotificationHandlerContext } from "../src/handlers/context.js";
 import { internalHandlers } from "../src/handlers/internal.js";
 import { createNotificationModule, DEFAULT_RETRY, type NotificationConfig } from "../src/index.js";
@@ -2534,6 +2534,28 @@ describe("notification service against Postgres, JetStream and the provider simu
       (e: ConnectError) => e.code === Code.PermissionDenied,
     );
     await assert.rejects(t.client(NotificationService).getPreferences({}), (e: ConnectError) => e.code === Code.Unauthenticated);
+  });
+
+  // Last in this describe: it erases every delivery made before it.
+  test("a delivery older than the retention keeps no full address, recipient key nor text: erased in id order from the last erased, once; a newer one is kept whole", async () => {
+    const phone = testPhone({ format: "+254" });
+    const old = await sendReceipt(phone, { amount: "KES 20", worker: "Otieno", reference: "QK4" });
+    await deliveryIn(old.deliveryIds[0], DeliveryStatus.SENT);
+    const boundary = Date.now() + 1;
+    await new Promise((r) => setTimeout(r, 5));
+    const kept = await sendReceipt(phone, { amount: "KES 30", worker: "Otieno", reference: "QK5" });
+    await deliveryIn(kept.deliveryIds[0], DeliveryStatus.SENT);
+    const row = async (id: string) =>
+      (await t.db.pool.query("SELECT address, address_masked, recipient_key, body FROM notification.deliveries WHERE id = $1", [id])).rows[0];
+    // Before, nothing was ever erased: every receipt's number and text, for good.
+    assert.ok(await eraseOldDeliveries(t.db.pool, boundary + DELIVERY_DETAIL_RETENTION_MS) >= 1);
+    const erased = await row(old.deliveryIds[0]);
+    assert.deepEqual(erased, { address: erased.address_masked, address_masked: erased.address_masked, recipient_key: `erased:${old.deliveryIds[0]}`, body: null });
+    assert.notEqual(erased.address_masked, phone.replace(/^\+/, ""));
+    const whole = await row(kept.deliveryIds[0]);
+    assert.match(whole.body, /KES 30/);
+    assert.match(whole.recipient_key, /^phone:/);
+    assert.equal(await eraseOldDeliveries(t.db.pool, boundary + DELIVERY_DETAIL_RETENTION_MS), 0, "nothing again: the sweep starts after the last erased");
   });
 });
 
