@@ -45,6 +45,16 @@ describe("the customer's rating and message (RateTip): only for a confirmed tip,
     assert.deepEqual(watched.map((t) => [t.status, t.rating, t.message]), [[TipStatus.SUCCEEDED, 5, "Asante sana!"]]);
   });
 
+  test("a tip rated when it was made takes no other rating after", async () => {
+    const { tipId } = (await pay.createTip({
+      idempotencyKey: randomUUID(), recipient: { case: "workerId", value: randomUUID() }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() }, rating: 1, message: "slow",
+    })).tip!;
+    assert.equal((await settled(tipId)).status, TipStatus.SUCCEEDED);
+    // Before, taken: the 1 star given with the tip became 5 (anyone holding its id, its worker too, could).
+    await assert.rejects(pay.rateTip({ tipId, rating: 5, message: "great" }), (e: ConnectError) => e.code === Code.FailedPrecondition && /already given/.test(e.message));
+    assert.deepEqual([(await stored(tipId)).rating, (await stored(tipId)).message], [1, "slow"]);
+  });
+
   test("a pending or failed tip takes no feedback, and an unknown one is NOT_FOUND", async () => {
     const cancelled = await tip(phone("1032"));
     await assert.rejects(pay.rateTip({ tipId: cancelled.tipId, rating: 4, message: "" }), (e: ConnectError) => e.code === Code.FailedPrecondition);

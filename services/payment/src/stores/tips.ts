@@ -164,11 +164,14 @@ export async function workerTips(db: Queryable, workerId: string, status: string
   return (await workerPage<TipRow>(db, "tips", "tip_id", workerId, status, cursor, limit)).map(pagedTipOf);
 }
 
-/** Takes the customer's feedback on a tip that went through, once; undefined when it did not go through or was rated before. */
+/**
+ * Takes the customer's feedback on a tip that went through, once; undefined when it did not go through or was rated
+ * before: by RateTip, or with the tip itself (a partner's CreateTip, a card tip), which sets no rated_at.
+ */
 export async function rateTip(db: Queryable, tipId: string, rating: number, message: string): Promise<Tip | undefined> {
   const { rows } = await db.query<TipRow>(
     `UPDATE payment.tips SET rating = $2, message = $3, rated_at = now()
-      WHERE tip_id = $1 AND status = 'succeeded' AND rated_at IS NULL RETURNING *`,
+      WHERE tip_id = $1 AND status = 'succeeded' AND rated_at IS NULL AND rating = 0 RETURNING *`,
     [tipId, rating, message],
   );
   return rows[0] && tipOf(rows[0]);
