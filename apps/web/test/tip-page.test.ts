@@ -259,6 +259,25 @@ describe("the customer's tip page (chromium at phone size)", () => {
     await page.getByRole("heading", { name: /received your tip/ }).waitFor({ timeout: 30_000 });
   });
 
+  test("a push that failed while its page offered the paybill (no answer from the phone) is not said to be the whole story: paid by paybill meanwhile, the page, still watching, shows the tip received", async () => {
+    const { page } = await pushFromPage("Njeri", 100, "lost");
+    await page.getByRole("heading", { name: "No prompt on your phone?" }).waitFor({ timeout: 20_000 });
+    const [, paybill, account] = /^Paybill (\d+), account (\w+)$/.exec(((await page.getByText(/^Paybill \d+, account/).textContent()) ?? "").trim())!;
+    const amount = Number(/^Amount KES ([\d,]+)$/.exec(((await page.getByText(/^Amount KES/).textContent()) ?? "").trim())![1].replace(/,/g, ""));
+    const tipId = /\/tips\/([0-9a-f-]{36})/.exec(page.url())![1];
+    // Past the 5 s payment's watch keeps the row CreateTip committed (the statement below bypasses it, as no replica would).
+    await new Promise((r) => setTimeout(r, 5_500));
+    // Failed as payment fails a push the phone never answered (1037), while the customer turns to the paybill.
+    await h.sql("UPDATE payment.tips SET status = 'failed', result_code = '1037', completed_at = now() WHERE tip_id = $1", [tipId]);
+    await page.reload();
+    await page.getByRole("heading", { name: "The tip did not go through" }).waitFor({ timeout: 20_000 });
+    // Before: "The one above was not charged" beside Try again, and the page stopped watching: a second tip, a second charge.
+    await page.getByText("If you paid by Pay Bill instead, Njeri still gets the tip and this page will say so").waitFor();
+    assert.equal(await page.getByText("The one above was not charged").count(), 0);
+    await h.daraja.c2b.pay({ shortCode: paybill, billRefNumber: account, amount });
+    await page.getByRole("heading", { name: "Thank you! Njeri received your tip." }).waitFor({ timeout: 30_000 });
+  });
+
   test("a cancelled payment, then a retry that succeeds: one charge only", async () => {
     const { worker, phone, page } = await pushFromPage("Otieno", 200, "cancelled");
     await page.getByRole("heading", { name: "The tip did not go through" }).waitFor({ timeout: 20_000 });

@@ -45,6 +45,9 @@ export default async function TipStatusPage({ params, searchParams }: { params: 
   const pageUrl = `/t/${encodeURIComponent(code)}/tips/${tipId}${payload ? `?p=${encodeURIComponent(payload)}` : ""}`;
   const tipPage = `/t/${encodeURIComponent(code)}?${payload ? `p=${encodeURIComponent(payload)}&` : ""}amount=${tip.amount?.amountMinor ?? ""}`;
   const pending = tip.status === TipStatus.PENDING;
+  // A push that failed while its page offered the paybill (no prompt came, or it timed out): the customer may have
+  // paid that way meanwhile, which credits this very tip when M-Pesa reports it. Not "not charged, try again".
+  const paybillMayCome = tip.status === TipStatus.FAILED && tip.method !== PaymentMethodKind.CARD && tip.paybillNumber !== "" && !PAYMENT_TAKEN.has(tip.resultCode);
   const total = formatMoney(tip.charged?.amountMinor ?? 0n, tip.charged?.currency || "KES");
 
   return (
@@ -66,12 +69,12 @@ export default async function TipStatusPage({ params, searchParams }: { params: 
       </section>
       <ForgetTipSeed shortCode={code} />
       {/* Expired may still turn out paid (M-Pesa's answer came late), and a held tip be approved or declined: watched too, so the page says so. */}
-      {pending || tip.status === TipStatus.EXPIRED || tip.status === TipStatus.HELD_FOR_REVIEW ? <LiveStatus tipId={tip.tipId} status={tip.status} /> : null}
+      {pending || paybillMayCome || tip.status === TipStatus.EXPIRED || tip.status === TipStatus.HELD_FOR_REVIEW ? <LiveStatus tipId={tip.tipId} status={tip.status} /> : null}
       {tip.status === TipStatus.SUCCEEDED ? <Feedback tip={tip} t={t} name={name} back={pageUrl} outcome={feedback} /> : null}
       {(tip.status === TipStatus.FAILED && !PAYMENT_TAKEN.has(tip.resultCode)) || tip.status === TipStatus.EXPIRED ? (
         <>
           <a className="button" href={tipPage}>{t("tryAgain")}</a>
-          <p className="muted">{t(tip.status === TipStatus.EXPIRED ? "expiredTryAgainNote" : "tryAgainNote")}</p>
+          <p className="muted">{tip.status === TipStatus.EXPIRED ? t("expiredTryAgainNote") : paybillMayCome ? t("paybillTryAgainNote", { name }) : t("tryAgainNote")}</p>
         </>
       ) : null}
     </main>
