@@ -146,6 +146,15 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     await page.getByRole("button", { name: "Endelea" }).click();
     await alert.filter({ hasText: "PIN si sahihi. Umebakiwa na majaribio 4 kabla PIN yako haijafungwa." }).waitFor();
     assert.doesNotMatch((await alert.textContent()) ?? "", /wrong|tries|left/, "no English inside the Swahili");
+    // The PIN step ends (five minutes after the code): back to the number, said why. Before, each Continue was refused
+    // with a general sentence, and the step offered no way back to the number.
+    await h.sql("UPDATE auth.pin_sessions SET expires_at = now() - interval '1 hour' WHERE user_id = $1", [worker.id]);
+    await page.getByLabel("PIN yako").fill(worker.pin);
+    await page.getByRole("button", { name: "Endelea" }).click();
+    await alert.filter({ hasText: "Muda wa kuingia umekwisha (dakika 5 baada ya namba)" }).waitFor();
+    await askCode();
+    await page.getByLabel("Namba ya tarakimu 6 tuliyotuma kwa SMS").fill(h.otpFor(worker.phone));
+    await page.getByRole("button", { name: "Endelea" }).click();
     await page.getByLabel("PIN yako").fill(worker.pin);
     await page.getByRole("button", { name: "Endelea" }).click();
     await page.waitForURL(/\/w$/);

@@ -116,3 +116,17 @@ test("a forgotten PIN: five wrong tries lock it, naming the way out; Forgot your
   expect(gw.pin).toBe("4321");
   expect(JSON.parse(phone.secure.data.get("session")!).pinPending).not.toBe(true);
 });
+
+test("a PIN step that ended (five minutes after the code) goes back to the number and says why; the number again signs in", async () => {
+  const gw = new FakeGateway();
+  await renderApp(gw);
+  await toPinStep(gw);
+  gw.pinStepEnded = true;
+  await fireEvent.changeText(await screen.findByTestId("pin"), gw.pin!);
+  await fireEvent.press(screen.getByTestId("signin-submit"));
+  // Before, the PIN step stayed, each Continue refused with a general sentence, and no way back to the number.
+  expect(await screen.findByRole("alert")).toHaveTextContent("This sign-in has timed out (5 minutes after the code) or was already used: enter your number for a new code.");
+  expect(screen.getByTestId("phone")).toBeTruthy();
+  gw.pinStepEnded = false;
+  await signIn(gw);
+});

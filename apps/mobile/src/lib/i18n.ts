@@ -41,6 +41,7 @@ const SHARED = {
   resetPinIntro: "resetPinIntro",
   otpWrong: "err_otpWrong",
   otpSpent: "err_otpSpent",
+  pinStepEnded: "err_pinStepEnded",
   pinWrong: "err_pinWrong",
   pinLocked: "err_pinLocked",
   tooManyTries: "err_wait",

@@ -13,6 +13,7 @@ export function refusalWords(err: unknown, t: Translate, screen: "signIn" | "set
     case "otpWrong": return t("otpWrong", { n: String(r.triesLeft) });
     case "pinWrong": return t("pinWrong", { n: String(r.triesLeft) });
     case "otpSpent": return t("otpSpent");
+    case "pinStepEnded": return t("pinStepEnded");
     case "pinLocked": return t(screen === "signIn" ? "pinLocked" : "tooManyTries", { wait: wait(r.waitSeconds) });
     case "wait": return t("tooManyTries", { wait: wait(r.waitSeconds) });
     default: return undefined;

@@ -5,7 +5,7 @@ import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { plainError } from "../lib/errors";
 import { useOneAtATime } from "../lib/one-at-a-time";
 import { normaliseKenyanPhone } from "@ttip/web-lib/phone";
-import type { SignInStep as Step } from "@ttip/web-lib/sign-in";
+import { signInRefusal, type SignInStep as Step } from "@ttip/web-lib/sign-in";
 import { useState } from "react";
 import { Text } from "react-native";
 import { useApp } from "../app-context";
@@ -76,6 +76,8 @@ export function SignIn() {
         await sessions.pinWasSet();
       }
     } catch (err) {
+      // The PIN step ended (timed out, or used by a sign-in whose answer was lost): back to the number, said why.
+      if (signInRefusal(err)?.kind === "pinStepEnded") setStep({ kind: "phone" });
       setError(refusalWords(err, t, "signIn") ?? plainError(err, locale));
     }
   };
@@ -99,7 +101,7 @@ export function SignIn() {
       <ErrorText>{error}</ErrorText>
       <Button testID="signin-submit" title={step.kind === "phone" ? t("sendCode") : t("continue")} onPress={submit} disabled={busy} />
       {/* A mistyped number, or a code that never came or can no longer be used: back to the first step. */}
-      {step.kind === "otp" || step.kind === "resetPin" ? <Button testID="signin-other-number" kind="secondary" title={t("otherNumber")} onPress={() => goTo({ kind: "phone" })} disabled={busy} /> : null}
+      {step.kind === "otp" || step.kind === "pin" || step.kind === "resetPin" ? <Button testID="signin-other-number" kind="secondary" title={t("otherNumber")} onPress={() => goTo({ kind: "phone" })} disabled={busy} /> : null}
       {/* A forgotten or locked PIN: a new one on the code just verified (auth signs out every other session). */}
       {step.kind === "pin" ? <Button testID="signin-forgot-pin" kind="secondary" title={t("forgotPin")} onPress={() => goTo({ kind: "resetPin", challengeId: step.challengeId, otp: step.otp })} disabled={busy} /> : null}
     </Screen>

@@ -81,6 +81,8 @@ export class FakeGateway {
   private revokedThrough = 0;
   /** Fails the next RequestPayout with this error before doing anything. */
   failNextPayout: ConnectError | undefined;
+  /** VerifyPin refuses the PIN step as auth does five minutes after the code. */
+  pinStepEnded = false;
   /** GetWorkerEarnings refuses with this while set. */
   failEarnings: ConnectError | undefined;
   /** GetBalance and GetPayout refuse with this while set. */
@@ -196,6 +198,7 @@ export class FakeGateway {
             return gw.pin ? { pinRequired: true, pinSessionId: "pin-session-1" } : { tokens: gw.tokens(), newUser: true };
           },
           verifyPin: (req) => {
+            if (gw.pinStepEnded) throw new ConnectError("this PIN step has expired or was used: verify the phone again", Code.FailedPrecondition);
             gw.checkPin(req.pin);
             return { tokens: gw.tokens() };
           },

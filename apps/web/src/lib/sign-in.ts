@@ -15,6 +15,7 @@ export type SignInRefusal =
   | { kind: "otpWrong"; triesLeft: number }
   | { kind: "pinWrong"; triesLeft: number }
   | { kind: "otpSpent" }
+  | { kind: "pinStepEnded" }
   | { kind: "pinLocked"; waitSeconds: number }
   | { kind: "wait"; waitSeconds: number };
 
@@ -25,6 +26,8 @@ export function signInRefusal(err: unknown): SignInRefusal | undefined {
   if (e.code === Code.InvalidArgument && e.rawMessage.startsWith("otp:") && tries >= 0) return { kind: "otpWrong", triesLeft: tries };
   if (e.code === Code.PermissionDenied && /wrong PIN/.test(e.rawMessage) && tries >= 0) return { kind: "pinWrong", triesLeft: tries };
   if (e.code === Code.FailedPrecondition && /code has expired/.test(e.rawMessage)) return { kind: "otpSpent" };
+  // Five minutes after the code, or used by a sign-in whose answer was lost: only a new code goes on.
+  if (e.code === Code.FailedPrecondition && /PIN step (has expired or was used|was already used)/.test(e.rawMessage)) return { kind: "pinStepEnded" };
   const wait = Number(e.findDetails(DomainErrorInfoSchema).find((d) => d.reason === "RATE_LIMITED")?.metadata.retry_after_seconds);
   if (e.code === Code.ResourceExhausted && wait > 0) return { kind: /PIN locked/.test(e.rawMessage) ? "pinLocked" : "wait", waitSeconds: wait };
   return undefined;

@@ -11,6 +11,7 @@ import { saveSession } from "../../../lib/session";
 import { useWrite } from "../../../lib/use-write";
 import { sitePath } from "../../../lib/site-path";
 import { signInRefusal } from "./refusals";
+import { signInRefusal as refusalOf } from "../../../lib/sign-in";
 import type { SignInStep as Step } from "../../../lib/sign-in";
 
 
@@ -72,7 +73,11 @@ export default function SignIn() {
       await setPin.mutateAsync({ pin });
       router.replace(home);
     }
-  }, (x) => setError(signInRefusal(x, t) ?? err(x)));
+  }, (x) => {
+    // The PIN step ended (timed out, or used by a sign-in whose answer was lost): back to the number, said why.
+    if (refusalOf(x)?.kind === "pinStepEnded") setStep({ kind: "phone" });
+    setError(signInRefusal(x, t) ?? err(x));
+  });
 
   return (
     <form onSubmit={onSubmit} noValidate>
@@ -104,7 +109,7 @@ export default function SignIn() {
       {error ? <p className="error" role="alert">{error}</p> : null}
       <button type="submit" disabled={busy}>{step.kind === "phone" ? t("sendCode") : t("continue")}</button>
       {/* A mistyped number, or a code that never came or can no longer be used: back to the first step. */}
-      {step.kind === "otp" || step.kind === "resetPin" ? <button type="button" className="secondary" disabled={busy} onClick={() => (setError(""), setStep({ kind: "phone" }))}>{t("otherNumber")}</button> : null}
+      {step.kind === "otp" || step.kind === "pin" || step.kind === "resetPin" ? <button type="button" className="secondary" disabled={busy} onClick={() => (setError(""), setStep({ kind: "phone" }))}>{t("otherNumber")}</button> : null}
       {/* A forgotten or locked PIN: a new one on the code just verified (auth signs out every other session). */}
       {step.kind === "pin" ? <button type="button" className="secondary" disabled={busy} onClick={() => (setError(""), setStep({ kind: "resetPin", challengeId: step.challengeId, otp: step.otp }))}>{t("forgotPin")}</button> : null}
     </form>

@@ -14,6 +14,7 @@ export function signInRefusal(err: unknown, t: WorkerT): string | undefined {
     case "otpWrong": return t("err_otpWrong", { n: r.triesLeft });
     case "pinWrong": return t("err_pinWrong", { n: r.triesLeft });
     case "otpSpent": return t("err_otpSpent");
+    case "pinStepEnded": return t("err_pinStepEnded");
     case "pinLocked": return t("err_pinLocked", { wait: waitWords(t, r.waitSeconds) });
     case "wait": return t("err_wait", { wait: waitWords(t, r.waitSeconds) });
     default: return undefined;
