@@ -39,6 +39,20 @@ const TABS: { id: string; label: MessageKey; screen: (open: (overlay: Overlay) =
   { id: "settings", label: "tabSettings", screen: () => <Settings /> },
 ];
 const LOCALE_SLOT = "settings:locale";
+/** Set at every start: the app's own storage (the cache) goes with the app when it is removed; the secure store may not. */
+const INSTALLED_SLOT = "app:installed";
+
+/**
+ * A session found with no mark of this install in the cache was left by an install since removed: iOS keeps the
+ * Keychain (the secure store) after an app is deleted, so whoever installed it next opened as that worker, their
+ * device key approving withdrawals to any number. Signed out, the key forgotten. (An install from before the mark
+ * existed is signed out once too.)
+ */
+async function forgetIfInstalledSince(services: AppServices, userId: string): Promise<void> {
+  if (await services.cache.get(INSTALLED_SLOT)) return;
+  await (await services.keyring()).forget(userId);
+  await services.sessions.clear();
+}
 /** How often a settings change made offline is tried again. */
 export const SETTINGS_RETRY_MS = 5_000;
 
@@ -61,12 +75,20 @@ export function AppRoot({ services, transport: makeTransport, deviceLocale }: { 
       if (!s) queryClient.clear(); // nothing of one worker's stays on screen for the next
     });
     void (async () => {
-      const chosen = await services.cache.get(LOCALE_SLOT);
-      if (chosen === "en" || chosen === "sw") setLocaleState(chosen);
-      const restored = await services.sessions.restore();
-      // A first sign-in interrupted before the PIN was chosen starts again.
-      if (restored?.pinPending) await services.sessions.clear();
-      setReady(true);
+      try {
+        const chosen = await services.cache.get(LOCALE_SLOT);
+        if (chosen === "en" || chosen === "sw") setLocaleState(chosen);
+        const restored = await services.sessions.restore();
+        // A first sign-in interrupted before the PIN was chosen starts again.
+        if (restored?.pinPending) await services.sessions.clear();
+        else if (restored) await forgetIfInstalledSince(services, restored.userId);
+        await services.cache.set(INSTALLED_SLOT, "1");
+      } catch {
+        // The secure store unreadable (a keystore error, a value spoiled): signed out, where the screen stayed blank for good.
+        await services.sessions.clear().catch(() => undefined);
+      } finally {
+        setReady(true);
+      }
     })();
     return off;
   }, [services, queryClient]);

@@ -1,7 +1,8 @@
 import { fireEvent, screen, waitFor } from "@testing-library/react-native";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { FakeGateway } from "../testing/fake-gateway";
-import { AFTER_POLLS, renderApp, signIn, toPinStep } from "../testing/render-app";
+import { memoryStore } from "../lib/key-value";
+import { AFTER_POLLS, newPhone, renderApp, signIn, toPinStep } from "../testing/render-app";
 import { resetPushRegistration } from "../screens/push-registration";
 
 afterEach(() => resetPushRegistration());
@@ -128,5 +129,38 @@ test("a PIN step that ended (five minutes after the code) goes back to the numbe
   expect(await screen.findByRole("alert")).toHaveTextContent("This sign-in has timed out (5 minutes after the code) or was already used: enter your number for a new code.");
   expect(screen.getByTestId("phone")).toBeTruthy();
   gw.pinStepEnded = false;
+  await signIn(gw);
+});
+
+test("a session the secure store kept from an install since removed (iOS keeps the Keychain) opens at sign-in, its device key forgotten; a restart of the same install stays signed in", async () => {
+  const gw = new FakeGateway();
+  const phone = newPhone();
+  const first = await renderApp(gw, phone);
+  await signIn(gw);
+  phone.secure.data.set(`device_key.${gw.userId}`, JSON.stringify({ deviceId: "d-1", secretHex: "00" }));
+  await first.unmount();
+  const again = await renderApp(gw, phone);
+  expect(await screen.findByTestId("home")).toBeTruthy();
+  await again.unmount();
+  // Removed and installed again: the app's own storage went, the Keychain stayed.
+  phone.cache = memoryStore();
+  await renderApp(gw, phone);
+  // Before, the next installer opened as this worker, their key approving withdrawals.
+  expect(await screen.findByTestId("phone")).toBeTruthy();
+  expect(screen.queryByTestId("home")).toBeNull();
+  expect([...phone.secure.data.keys()]).toEqual([]);
+});
+
+test("a secure store that cannot be read at start (a keystore error) opens at sign-in, not a blank screen", async () => {
+  const gw = new FakeGateway();
+  const phone = newPhone();
+  const read = phone.secure.get;
+  phone.secure.get = async () => {
+    throw new Error("android.security.KeyStoreException: key user not authenticated");
+  };
+  await renderApp(gw, phone);
+  // Before, the start never finished: nothing was drawn, at every launch.
+  expect(await screen.findByTestId("phone")).toBeTruthy();
+  phone.secure.get = read;
   await signIn(gw);
 });
