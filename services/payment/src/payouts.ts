@@ -204,9 +204,13 @@ async function sendPayout(deps: PayoutDeps, payout: Payout): Promise<void> {
       // at once would tell the worker M-Pesa refused it, for an outage. Status queries asked while it was in flight
       // (an admin's re-query) asked about nothing M-Pesa had: they count for nothing towards "no record".
       const retried = await pool.query(
-        `UPDATE payment.payouts SET b2c_state = 'new', status = 'pending', status_queries = 0, status_query_sent_at = NULL, status_queried_at = NULL
-          WHERE payout_id = $1 AND b2c_state = 'sending' AND status IN ('pending', 'resolving')
-          AND created_at > now() - make_interval(secs => $2::double precision / 1000)`,
+        `WITH reset AS (
+           UPDATE payment.payouts SET b2c_state = 'new', status = 'pending', status_queries = 0, status_query_sent_at = NULL, status_queried_at = NULL
+            WHERE payout_id = $1 AND b2c_state = 'sending' AND status IN ('pending', 'resolving')
+            AND created_at > now() - make_interval(secs => $2::double precision / 1000)
+            RETURNING payout_id),
+         forgotten AS (DELETE FROM payment.payout_status_queries q USING reset WHERE q.payout_id = reset.payout_id)
+         SELECT 1 FROM reset`,
         [payout.payoutId, UNSENT_RETRY_MS],
       );
       if (retried.rowCount) return void logger.warn({ payoutId: payout.payoutId, err: err.message }, "B2C not sent; sent again later");

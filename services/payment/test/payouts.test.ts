@@ -704,8 +704,14 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
       payoutId = (await onlyPayout(worker)).payoutId;
       await h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["finance"] }).requeryPayment({ subject: { case: "payoutId", value: payoutId } });
       assert.equal((await row(payoutId)).status, "resolving", "M-Pesa asked about it while it was on its way");
+      // Queries sent (an answer coming after, its other half, has no time it was sent: it cannot decide).
+      const queries = async () => (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.payout_status_queries WHERE payout_id = $1 AND sent_at IS NOT NULL", [payoutId])).rows[0].n as number;
+      await eventually(async () => (await queries()) === 1, "the query recorded");
       fail();
       await eventually(async () => (await row(payoutId)).b2c_state === "new", "back to be sent again");
+      // Before, kept: the B2C sent again, the first query after it (a result wait on from this one) decided "no record"
+      // before M-Pesa had recorded it, the payout failed and its hold released, and M-Pesa paid it after.
+      assert.equal(await queries(), 0, "the query asked about nothing M-Pesa had");
     } finally {
       h.config.daraja = daraja;
     }
