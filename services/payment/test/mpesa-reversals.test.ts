@@ -214,6 +214,10 @@ describe("M-Pesa tips reversed (RefundTip): the worker's share back first, M-Pes
     await h.t.db.pool.query("UPDATE payment.mpesa_reversals SET created_at = now() - interval '2 hours' WHERE tip_id = $1", [tip.tipId]);
     await internal.reconcilePending({ limit: 100 });
     assert.deepEqual([reversalsOf(tip.mpesaReceipt).length, (await h.t.db.pool.query("SELECT 1 FROM payment.fraud_alerts WHERE tip_id = $1", [tip.tipId])).rowCount], [1, 1]);
+    // The tip's worker, staff too, does not decide it: "not reversed" would give their own share back.
+    const own = asConnectError(await h.t.client(PaymentAdminService, { subject: worker, roles: ["worker", "finance"], stepUp: true })
+      .resolveMpesaReversal({ tipId: tip.tipId, outcome: { case: "notReversed", value: true }, note: "mine, still in" }).catch((e: unknown) => e));
+    assert.deepEqual([own.code, own.rawMessage, await h.balance(worker)], [Code.PermissionDenied, "tip_id: this is your own account's; another admin must decide it", 0n]);
     // Support reads M-Pesa's statement: nothing went back. The share returns, and the tip may be reversed again.
     const resolved = await admin.resolveMpesaReversal({ tipId: tip.tipId, outcome: { case: "notReversed", value: true }, note: "statement shows the payment still in" });
     assert.deepEqual([resolved.tip!.mpesaReversal, await h.balance(worker)], [MpesaReversalState.FAILED, 9500n]);

@@ -16,6 +16,7 @@ import { latestSuspenseReversals, suspensePayments, suspenseRows } from "../stor
 import { tipOf } from "../stores/tips.js";
 import { loadTip } from "../tips.js";
 import { locale, type PaymentHandlerContext } from "./context.js";
+import { refuseOwnAccount } from "../own-account.js";
 
 /** A payment's refund reversal as the contract states it; NONE without one (not refunded, or refunded by hand). */
 function reversalState(r: Pick<ReversalRow, "status"> | undefined): MpesaReversalState {
@@ -153,6 +154,8 @@ function resolveMpesaReversalHandler(h: PaymentHandlerContext): Impl["resolveMpe
     const outcome = req.outcome.case === "reversalReceipt" ? { reversed: true as const, receipt: req.outcome.value } : { reversed: false as const };
     const said = outcome.reversed ? `reversed (${outcome.receipt})` : "not reversed";
     const [of, target] = req.tipId ? [{ tipId: req.tipId }, `tip:${req.tipId}`] : [{ suspenseReceipt: req.suspenseReceipt }, `receipt:${req.suspenseReceipt}`];
+    // "Not reversed" gives the worker's share back to their wallet: not the staff member's own tip to decide.
+    if (req.tipId) refuseOwnAccount(admin.subject, (await loadTip(h.pool, req.tipId))?.worker_id, "tip_id");
     await resolveReversalInDoubt(h.deps, {
       of, outcome, note: req.note, admin: admin.subject,
       record: (tx) => auditAdminAction(tx, "payment", ctx, { action: AuditAction.MPESA_REVERSAL_RESOLVED, target, detail: `${said}: ${req.note}` }),
