@@ -1041,7 +1041,11 @@ export class InProcessBus implements EventBus {
           const rest = held.messages.slice(maxBatch);
           const { left, why } = await this.deliverHeld(again, durable, handler, metrics);
           const waiting = [...rest, ...left];
-          const wait = rest.length ? 0 : waitAfter(why, this.redeliveryDelayMs, Math.min(...left.map((m) => m.deliveryCount)));
+          // The rest at once only while some of them were not delivered again since those just were (one round
+          // through the held ones); then the wait. At once for ever, two held that always fail took turns without
+          // a pause and the log was never read again.
+          const round = again[0].deliveryCount;
+          const wait = rest.some((m) => m.deliveryCount < round) ? 0 : waitAfter(why, this.redeliveryDelayMs, Math.min(...waiting.map((m) => m.deliveryCount)));
           held = waiting.length ? { messages: waiting, due: Date.now() + wait } : undefined;
           continue;
         }

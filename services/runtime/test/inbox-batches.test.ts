@@ -431,6 +431,32 @@ describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
     assert.equal(await applied(), later.length, "each later event applied once");
   });
 
+  test("make run's in-process bus: two messages that always fail, each alone (a subscriber's), are delivered again after the wait, not in turns without a pause; the others go on", async () => {
+    const local = new InProcessBus(logger, 50);
+    const poisons = [randomUUID(), randomUUID()];
+    const delivered = new Map<string, number>();
+    const seen: string[] = [];
+    const sub = await local.subscribe({
+      durable: "s42", subject: "ttip.x.p",
+      handler: async (m) => {
+        delivered.set(m.id, (delivered.get(m.id) ?? 0) + 1);
+        if ((poisons as string[]).includes(m.id)) throw new Error("cannot be applied");
+        seen.push(m.id);
+      },
+    });
+    const later = randomUUID();
+    try {
+      for (const id of [...poisons, later]) await local.publish({ id, subject: "ttip.x.p", data: new Uint8Array([1]) });
+      await eventually("the later one applied", async () => seen.includes(later));
+      await new Promise((r) => setTimeout(r, 1_000));
+    } finally {
+      await sub.stop();
+      await local.close();
+    }
+    // Before, thousands in that second: each one's failure put the other first, due at once.
+    for (const id of poisons) assert.ok((delivered.get(id) ?? 0) < 30, `delivered ${delivered.get(id)} times in about a second`);
+  });
+
   test("changesState: an event that changes nothing gets no inbox row or handler call, and is acknowledged with its batch, even when a batch-mate fails", async () => {
     const ids: string[] = Array.from({ length: 60 }, () => randomUUID());
     const idle = new Set(ids.filter((_, i) => i % 3 === 0));
