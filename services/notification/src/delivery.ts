@@ -1778,28 +1778,29 @@ export function firstIdAt(ms: number): string {
 export async function eraseOldDeliveries(pool: Pool, now: number, retentionMs = DELIVERY_DETAIL_RETENTION_MS): Promise<number> {
   let erased = 0;
   for (let batch = 0; batch < ERASE_MAX_BATCHES; batch++) {
-    const n = await withTransaction(pool, async (tx) => {
+    const { scanned, n } = await withTransaction(pool, async (tx) => {
       const { rows: [lock] } = await tx.query<{ got: boolean }>("SELECT pg_try_advisory_xact_lock(hashtext('notification.erase_deliveries')) AS got");
-      if (!lock.got) return 0;
-      const { rows } = await tx.query<{ n: number }>(
+      if (!lock.got) return { scanned: 0, n: 0 };
+      const { rows } = await tx.query<{ scanned: number; n: number }>(
         `WITH due AS (
            SELECT d.id FROM notification.deliveries d
             WHERE d.id > coalesce((SELECT through FROM notification.erasure_marks WHERE name = 'deliveries'), '00000000-0000-0000-0000-000000000000')
               AND d.id < $1::uuid
             ORDER BY d.id LIMIT $2),
          erased AS (
+           -- By its age too: a delivery made before ids were time-ordered may sort here whatever its age.
            UPDATE notification.deliveries d SET address = d.address_masked, recipient_key = 'erased:' || d.id::text, body = NULL
-             FROM due WHERE d.id = due.id RETURNING d.id),
+             FROM due WHERE d.id = due.id AND d.created_at < $3::timestamptz RETURNING d.id),
          marked AS (
-           INSERT INTO notification.erasure_marks (name, through) SELECT 'deliveries', id FROM erased ORDER BY id DESC LIMIT 1
+           INSERT INTO notification.erasure_marks (name, through) SELECT 'deliveries', id FROM due ORDER BY id DESC LIMIT 1
            ON CONFLICT (name) DO UPDATE SET through = EXCLUDED.through)
-         SELECT count(*)::int AS n FROM erased`,
-        [firstIdAt(now - retentionMs), ERASE_BATCH],
+         SELECT (SELECT count(*) FROM due)::int AS scanned, (SELECT count(*) FROM erased)::int AS n`,
+        [firstIdAt(now - retentionMs), ERASE_BATCH, new Date(now - retentionMs)],
       );
-      return rows[0].n;
+      return rows[0];
     });
     erased += n;
-    if (n < ERASE_BATCH) break;
+    if (scanned < ERASE_BATCH) break;
   }
   return erased;
 }
