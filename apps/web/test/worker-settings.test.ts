@@ -152,6 +152,8 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     await page.getByLabel("PIN yako").fill(worker.pin);
     await page.getByRole("button", { name: "Endelea" }).click();
     await alert.filter({ hasText: "Muda wa kuingia umekwisha (dakika 5 baada ya namba)" }).waitFor();
+    // The PIN typed is not carried into the number's field, shown there in plain text.
+    assert.equal(await page.getByLabel("Namba yako ya simu").inputValue(), "");
     await askCode();
     await page.getByLabel("Namba ya tarakimu 6 tuliyotuma kwa SMS").fill(h.otpFor(worker.phone));
     await page.getByRole("button", { name: "Endelea" }).click();

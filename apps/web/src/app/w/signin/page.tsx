@@ -85,17 +85,17 @@ export default function SignIn() {
       {step.kind === "phone" ? (
         <>
           <label className="field" htmlFor="phone">{t("yourPhone")}</label>
-          <input id="phone" name="phone" type="tel" autoComplete="tel" inputMode="tel" placeholder="0712 345 678" />
+          <input key="phone" id="phone" name="phone" type="tel" autoComplete="tel" inputMode="tel" placeholder="0712 345 678" />
         </>
       ) : step.kind === "otp" ? (
         <>
           <label className="field" htmlFor="otp">{t("otpLabel")}</label>
-          <input id="otp" name="otp" type="text" inputMode="numeric" autoComplete="one-time-code" maxLength={6} />
+          <input key="otp" id="otp" name="otp" type="text" inputMode="numeric" autoComplete="one-time-code" maxLength={6} />
         </>
       ) : step.kind === "pin" ? (
         <>
           <label className="field" htmlFor="pin">{t("pinLabel")}</label>
-          <input id="pin" name="pin" type="password" inputMode="numeric" autoComplete="current-password" maxLength={6} />
+          <input key="pin" id="pin" name="pin" type="password" inputMode="numeric" autoComplete="current-password" maxLength={6} />
         </>
       ) : (
         <>
