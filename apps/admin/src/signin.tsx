@@ -30,6 +30,7 @@ export function signInErrorText(err: unknown): string {
   switch (r?.kind) {
     case "otpWrong": return `That code is wrong. ${triesLeft(r.triesLeft)}.`;
     case "otpSpent": return "That code can no longer be used (expired, used, too many tries, or a newer code was sent). Use another number, or the same one, to get a new code.";
+    case "pinStepEnded": return "This sign-in has timed out (5 minutes after the code) or was already used: enter your number for a new code.";
     case "pinWrong": return `Wrong PIN. ${triesLeft(r.triesLeft)} before it is locked.`;
     case "pinLocked": return `Your PIN is locked after too many wrong tries. Try again in ${waitWords(r.waitSeconds)}, or ask another admin to unlock it.`;
     case "wait": return `Too many tries. Wait ${waitWords(r.waitSeconds)}, then try again.`;
@@ -77,6 +78,8 @@ export function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
       }
       setValue("");
     } catch (err) {
+      // The PIN step ended: back to the number (the PIN typed cleared), said why.
+      if (signInRefusal(err)?.kind === "pinStepEnded") (setStep({ kind: "phone" }), setValue(""));
       setError(signInErrorText(err));
     } finally {
       setBusy(false);
@@ -117,7 +120,7 @@ export function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
         </label>
         <button disabled={busy}>{step.kind === "phone" ? "Send code" : "Continue"}</button>
       </form>
-      {step.kind === "otp" ? <button type="button" className="link" onClick={startOver} disabled={busy}>Use another number</button> : null}
+      {step.kind === "otp" || step.kind === "pin" ? <button type="button" className="link" onClick={startOver} disabled={busy}>Use another number</button> : null}
       {error && <p role="alert" className="error">{error}</p>}
     </main>
   );
