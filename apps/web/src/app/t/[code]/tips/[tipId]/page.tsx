@@ -69,7 +69,7 @@ export default async function TipStatusPage({ params, searchParams }: { params: 
       </section>
       <ForgetTipSeed shortCode={code} />
       {/* Expired may still turn out paid (M-Pesa's answer came late), and a held tip be approved or declined: watched too, so the page says so. */}
-      {pending || paybillMayCome || tip.status === TipStatus.EXPIRED || tip.status === TipStatus.HELD_FOR_REVIEW ? <LiveStatus tipId={tip.tipId} status={tip.status} /> : null}
+      {pending || paybillMayCome || tip.status === TipStatus.EXPIRED || tip.status === TipStatus.HELD_FOR_REVIEW ? <LiveStatus tipId={tip.tipId} status={tip.status} settled={!pending} /> : null}
       {tip.status === TipStatus.SUCCEEDED ? <Feedback tip={tip} t={t} name={name} back={pageUrl} outcome={feedback} /> : null}
       {(tip.status === TipStatus.FAILED && !PAYMENT_TAKEN.has(tip.resultCode)) || tip.status === TipStatus.EXPIRED ? (
         <>
