@@ -45,13 +45,12 @@ const INSTALLED_SLOT = "app:installed";
 /**
  * A session found with no mark of this install in the cache was left by an install since removed: iOS keeps the
  * Keychain (the secure store) after an app is deleted, so whoever installed it next opened as that worker, their
- * device key approving withdrawals to any number. Signed out, the key forgotten. (An install from before the mark
- * existed is signed out once too.)
+ * device key approving withdrawals to any number. Signed out first, then the key forgotten. (An install from before
+ * the mark existed is signed out once too.)
  */
-async function forgetIfInstalledSince(services: AppServices, userId: string): Promise<void> {
-  if (await services.cache.get(INSTALLED_SLOT)) return;
-  await (await services.keyring()).forget(userId);
+async function forgetRemovedInstall(services: AppServices, userId: string): Promise<void> {
   await services.sessions.clear();
+  await (await services.keyring()).forget(userId);
 }
 /** How often a settings change made offline is tried again. */
 export const SETTINGS_RETRY_MS = 5_000;
@@ -75,20 +74,21 @@ export function AppRoot({ services, transport: makeTransport, deviceLocale }: { 
       if (!s) queryClient.clear(); // nothing of one worker's stays on screen for the next
     });
     void (async () => {
+      const chosen = await services.cache.get(LOCALE_SLOT).catch(() => undefined);
+      if (chosen === "en" || chosen === "sw") setLocaleState(chosen);
+      // Unreadable (the cache failing), the mark is taken as there: a storage error signs no one out.
+      const installed = await services.cache.get(INSTALLED_SLOT).then((mark) => mark !== undefined, () => true);
       try {
-        const chosen = await services.cache.get(LOCALE_SLOT);
-        if (chosen === "en" || chosen === "sw") setLocaleState(chosen);
         const restored = await services.sessions.restore();
         // A first sign-in interrupted before the PIN was chosen starts again.
         if (restored?.pinPending) await services.sessions.clear();
-        else if (restored) await forgetIfInstalledSince(services, restored.userId);
-        await services.cache.set(INSTALLED_SLOT, "1");
+        else if (restored && !installed) await forgetRemovedInstall(services, restored.userId);
       } catch {
-        // The secure store unreadable (a keystore error, a value spoiled): signed out, where the screen stayed blank for good.
-        await services.sessions.clear().catch(() => undefined);
-      } finally {
-        setReady(true);
+        // The secure store unreadable (a keystore error, a value spoiled): signed out for this start, what it holds left
+        // as it is (the next start may read it), where the screen stayed blank at every launch.
       }
+      if (!installed) await services.cache.set(INSTALLED_SLOT, "1").catch(() => undefined);
+      setReady(true);
     })();
     return off;
   }, [services, queryClient]);

@@ -164,3 +164,16 @@ test("a secure store that cannot be read at start (a keystore error) opens at si
   phone.secure.get = read;
   await signIn(gw);
 });
+
+test("a cache that cannot be written at start (storage full) signs no one out", async () => {
+  const gw = new FakeGateway();
+  const phone = newPhone();
+  const first = await renderApp(gw, phone);
+  await signIn(gw);
+  await first.unmount();
+  phone.cache.set = async () => {
+    throw new Error("database or disk is full");
+  };
+  await renderApp(gw, phone);
+  expect(await screen.findByTestId("home")).toBeTruthy();
+});

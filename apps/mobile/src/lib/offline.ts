@@ -67,7 +67,8 @@ export function useOfflineQuery<I extends DescMessage, O extends DescMessage>(
     return () => void (alive = false);
   }, [cache, key, method]);
   useEffect(() => {
-    if (live.data) void saveCopy(cache, key, method.output, live.data, new Date(live.dataUpdatedAt));
+    // A copy not saved (the storage full) is only one fewer to show offline.
+    if (live.data) void saveCopy(cache, key, method.output, live.data, new Date(live.dataUpdatedAt)).catch(() => undefined);
   }, [cache, key, method, live.data, live.dataUpdatedAt]);
   const offline = live.error != null && isUnreachable(live.error);
   const data = live.data ?? (offline ? saved?.value : undefined);

@@ -58,8 +58,12 @@ export class SessionStore {
 
   async clear(): Promise<void> {
     this.current = undefined;
-    await this.store.delete(SLOT);
-    this.emit();
+    try {
+      await this.store.delete(SLOT);
+    } finally {
+      // Signed out here whatever the store did: the app shows sign-in, not the session just cleared.
+      this.emit();
+    }
   }
 
   subscribe(listener: (s: Session | undefined) => void): () => void {

@@ -77,7 +77,7 @@ export function SignIn() {
       }
     } catch (err) {
       // The PIN step ended (timed out, or used by a sign-in whose answer was lost): back to the number, said why.
-      if (signInRefusal(err)?.kind === "pinStepEnded") setStep({ kind: "phone" });
+      if (signInRefusal(err)?.kind === "pinStepEnded") goTo({ kind: "phone" });
       setError(refusalWords(err, t, "signIn") ?? plainError(err, locale));
     }
   };
