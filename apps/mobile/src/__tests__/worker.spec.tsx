@@ -552,6 +552,23 @@ test("offline, home and history show the saved balance and tips marked with thei
   expect(screen.getByTestId("offline")).toBeTruthy();
 });
 
+test("history's older pages are kept offline by their place, one copy each however often they are opened", async () => {
+  const gw = new FakeGateway();
+  for (let i = 1; i <= 25; i++) gw.addTip(BigInt(i) * 100n, TipStatus.SUCCEEDED);
+  const phone = newPhone();
+  await renderApp(gw, phone);
+  await signIn(gw);
+  for (let visit = 0; visit < 2; visit++) {
+    await openTab("history");
+    await fireEvent.press(await screen.findByTestId("older"));
+    await waitFor(() => expect([...phone.cache.data.keys()].filter((k) => k.includes(":history:")).length).toBe(2));
+    gw.addTip(99_00n, TipStatus.SUCCEEDED); // the next visit's page tokens are others
+    await openTab("home");
+  }
+  // Before, a copy per page token: a new one at each visit, never deleted.
+  expect([...phone.cache.data.keys()].filter((k) => k.includes(":history:")).sort()).toEqual([`${gw.userId}:history:0:1`, `${gw.userId}:history:0:2`]);
+});
+
 /** A signed-in worker's first code made on My QR and shown (K7M4QX), the app still open. */
 async function codeMadeOnMyQr() {
   const gw = new FakeGateway();

@@ -27,7 +27,9 @@ export function History({ onOpenStatements }: { onOpenStatements(): void }) {
   const page = useOfflineQuery(
     PaymentService.method.listTips,
     { status, page: { pageSize: HISTORY_PAGE, pageToken: tokens.at(-1) } },
-    `history:${status}:${tokens.length === 1 ? "first" : tokens.at(-1)}`,
+    // By the page's place, not its token: tokens change as tips arrive, and a copy kept per token was a new one at
+    // each visit, never deleted (the cache filled, and the withdrawal keys kept beside them could no longer be saved).
+    `history:${status}:${tokens.length}`,
   );
   const tips = page.data?.tips ?? [];
   return (

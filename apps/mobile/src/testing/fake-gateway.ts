@@ -329,9 +329,10 @@ export class FakeGateway {
             gw.authed(ctx);
             const all = gw.tips.filter((t) => req.status === TipStatus.UNSPECIFIED || t.status === req.status);
             const size = req.page?.pageSize || 20;
-            const start = Number(req.page?.pageToken || "0");
-            const next = start + size < all.length ? String(start + size) : "";
-            return { tips: all.slice(start, start + size), page: { nextPageToken: next } };
+            // A keyset cursor, as payment's: the last tip of the page before, so tips arriving meanwhile change the tokens.
+            const start = req.page?.pageToken ? all.findIndex((t) => t.tipId === req.page!.pageToken) + 1 : 0;
+            const tips = all.slice(start, start + size);
+            return { tips, page: { nextPageToken: start + size < all.length ? tips.at(-1)!.tipId : "" } };
           },
           requestPayout: (req, ctx) => {
             gw.authed(ctx);
