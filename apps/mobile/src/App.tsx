@@ -45,13 +45,16 @@ const INSTALLED_SLOT = "app:installed";
 /**
  * A session found with no mark of this install in the cache was left by an install since removed: iOS keeps the
  * Keychain (the secure store) after an app is deleted, so whoever installed it next opened as that worker, their
- * device key approving withdrawals to any number. Signed out first, then the key forgotten. (An install from before
- * the mark existed is signed out once too.)
+ * device key approving withdrawals to any number. Its key forgotten and the session ended; true when both went.
+ * (An install from before the mark existed is signed out once too.)
  */
-async function forgetRemovedInstall(services: AppServices, userId: string): Promise<void> {
-  await services.sessions.clear();
-  await (await services.keyring()).forget(userId);
+async function forgetRemovedInstall(services: AppServices, userId: string): Promise<boolean> {
+  const keyGone = await services.keyring().then((keys) => keys.forget(userId)).then(() => true, () => false);
+  const sessionGone = await services.sessions.clear().then(() => true, () => false);
+  return keyGone && sessionGone;
 }
+
+const markInstalled = (services: AppServices) => services.cache.set(INSTALLED_SLOT, "1").catch(() => undefined);
 /** How often a settings change made offline is tried again. */
 export const SETTINGS_RETRY_MS = 5_000;
 
@@ -69,25 +72,33 @@ export function AppRoot({ services, transport: makeTransport, deviceLocale }: { 
   }, [makeTransport, services.sessions]);
 
   useEffect(() => {
+    let started = false;
     const off = services.sessions.subscribe((s) => {
       setSession(s);
       if (!s) queryClient.clear(); // nothing of one worker's stays on screen for the next
+      // Marked at a sign-in too: a mark not written at the first start (the storage full) signed the worker out at the next.
+      else if (started) void markInstalled(services);
     });
     void (async () => {
       const chosen = await services.cache.get(LOCALE_SLOT).catch(() => undefined);
       if (chosen === "en" || chosen === "sw") setLocaleState(chosen);
       // Unreadable (the cache failing), the mark is taken as there: a storage error signs no one out.
       const installed = await services.cache.get(INSTALLED_SLOT).then((mark) => mark !== undefined, () => true);
+      // Marked only once whatever a removed install left is gone; until then, each start tries again.
+      let settled = false;
       try {
         const restored = await services.sessions.restore();
         // A first sign-in interrupted before the PIN was chosen starts again.
         if (restored?.pinPending) await services.sessions.clear();
-        else if (restored && !installed) await forgetRemovedInstall(services, restored.userId);
+        settled = !restored || restored.pinPending || installed || (await forgetRemovedInstall(services, restored.userId));
       } catch {
         // The secure store unreadable (a keystore error, a value spoiled): signed out for this start, what it holds left
-        // as it is (the next start may read it), where the screen stayed blank at every launch.
+        // as it is (the next start reads it again), where the screen stayed blank at every launch.
       }
-      if (!installed) await services.cache.set(INSTALLED_SLOT, "1").catch(() => undefined);
+      if (!installed && settled) await markInstalled(services);
+      // As the store says now: a session cleared whose delete failed is not shown either.
+      setSession(services.sessions.get());
+      started = true;
       setReady(true);
     })();
     return off;

@@ -177,3 +177,25 @@ test("a cache that cannot be written at start (storage full) signs no one out", 
   await renderApp(gw, phone);
   expect(await screen.findByTestId("home")).toBeTruthy();
 });
+
+test("a removed install's session whose store cannot be read at the first start is still forgotten at the next", async () => {
+  const gw = new FakeGateway();
+  const phone = newPhone();
+  const first = await renderApp(gw, phone);
+  await signIn(gw);
+  await first.unmount();
+  // Removed and installed again; at the first start the Keychain cannot be read once.
+  phone.cache = memoryStore();
+  const read = phone.secure.get;
+  phone.secure.get = async () => {
+    throw new Error("errSecInteractionNotAllowed");
+  };
+  const failed = await renderApp(gw, phone);
+  expect(await screen.findByTestId("phone")).toBeTruthy();
+  await failed.unmount();
+  phone.secure.get = read;
+  await renderApp(gw, phone);
+  // Before (the mark written after that failed start), this start opened as the removed install's worker.
+  expect(await screen.findByTestId("phone")).toBeTruthy();
+  expect(phone.secure.data.has("session")).toBe(false);
+});

@@ -58,12 +58,8 @@ export class SessionStore {
 
   async clear(): Promise<void> {
     this.current = undefined;
-    try {
-      await this.store.delete(SLOT);
-    } finally {
-      // Signed out here whatever the store did: the app shows sign-in, not the session just cleared.
-      this.emit();
-    }
+    await this.store.delete(SLOT);
+    this.emit();
   }
 
   subscribe(listener: (s: Session | undefined) => void): () => void {
