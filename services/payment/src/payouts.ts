@@ -431,7 +431,11 @@ async function noRecordDecides(deps: PayoutDeps, payoutId: string, conversationI
   // sent_at, set here, is never its own "first", and a first query never decides.
   const { rows } = await deps.ctx.pool.query<{ decides: boolean | null }>(
     `WITH q AS (
-       INSERT INTO payment.payout_status_queries (conversation_id, payout_id, sent_at, not_found_at) VALUES ($1, $2, $3, $4)
+       INSERT INTO payment.payout_status_queries (conversation_id, payout_id, sent_at, not_found_at)
+       SELECT $1, $2, $3, $4
+        -- A send's half only while no B2C was sent again since (that resets status_query_sent_at): an older query's
+        -- time, recorded after the reset, would count a query about the new B2C as a result wait after the first.
+        WHERE $3::timestamptz IS NULL OR EXISTS (SELECT 1 FROM payment.payouts WHERE payout_id = $2 AND status_query_sent_at >= $3::timestamptz)
        ON CONFLICT (conversation_id) DO UPDATE SET sent_at = COALESCE(payout_status_queries.sent_at, EXCLUDED.sent_at),
               not_found_at = COALESCE(payout_status_queries.not_found_at, EXCLUDED.not_found_at)
         WHERE payout_status_queries.payout_id = EXCLUDED.payout_id
