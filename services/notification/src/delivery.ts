@@ -1783,18 +1783,22 @@ export async function eraseOldDeliveries(pool: Pool, now: number, retentionMs = 
       if (!lock.got) return { scanned: 0, n: 0 };
       const { rows } = await tx.query<{ scanned: number; n: number }>(
         `WITH due AS (
-           SELECT d.id FROM notification.deliveries d
+           SELECT d.id, d.created_at < $3::timestamptz AS old, substr(d.id::text, 15, 1) = '7' AS time_ordered FROM notification.deliveries d
             WHERE d.id > coalesce((SELECT through FROM notification.erasure_marks WHERE name = 'deliveries'), '00000000-0000-0000-0000-000000000000')
               AND d.id < $1::uuid
             ORDER BY d.id LIMIT $2),
+         -- Not old enough by its creation time (the database's clock) though its id says so (the service's): the sweep
+         -- stops before it, to erase it next time. One made before ids were time-ordered may sort here whatever its
+         -- age: passed, not waited for.
+         young AS (SELECT id FROM due WHERE NOT old AND time_ordered ORDER BY id LIMIT 1),
+         passed AS (SELECT id, old FROM due WHERE id < coalesce((SELECT id FROM young), 'ffffffff-ffff-ffff-ffff-ffffffffffff')),
          erased AS (
-           -- By its age too: a delivery made before ids were time-ordered may sort here whatever its age.
            UPDATE notification.deliveries d SET address = d.address_masked, recipient_key = 'erased:' || d.id::text, body = NULL
-             FROM due WHERE d.id = due.id AND d.created_at < $3::timestamptz RETURNING d.id),
+             FROM passed p WHERE d.id = p.id AND p.old RETURNING d.id),
          marked AS (
-           INSERT INTO notification.erasure_marks (name, through) SELECT 'deliveries', id FROM due ORDER BY id DESC LIMIT 1
+           INSERT INTO notification.erasure_marks (name, through) SELECT 'deliveries', id FROM passed ORDER BY id DESC LIMIT 1
            ON CONFLICT (name) DO UPDATE SET through = EXCLUDED.through)
-         SELECT (SELECT count(*) FROM due)::int AS scanned, (SELECT count(*) FROM erased)::int AS n`,
+         SELECT (SELECT count(*) FROM passed)::int AS scanned, (SELECT count(*) FROM erased)::int AS n`,
         [firstIdAt(now - retentionMs), ERASE_BATCH, new Date(now - retentionMs)],
       );
       return rows[0];
