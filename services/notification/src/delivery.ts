@@ -1763,7 +1763,7 @@ const ERASE_BATCH = 1_000;
 const ERASE_MAX_BATCHES = 100;
 
 /** The smallest time-ordered id (UUID version 7) of millisecond `ms`: every id made from then on sorts at or after it. */
-export function firstIdAt(ms: number): string {
+function firstIdAt(ms: number): string {
   const hex = Math.max(0, Math.floor(ms)).toString(16).padStart(12, "0");
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-0000-0000-000000000000`;
 }
