@@ -164,6 +164,11 @@ function waitAfter(err: unknown, firstMs: number, deliveries: number): number {
   return err instanceof RedeliverSoon ? firstMs : redeliveryDelay(firstMs, deliveries);
 }
 
+/** The messages of a delivery its handler did not apply (those BatchPartlyApplied names, else all), and why. */
+function failedOf(messages: DeliveredMessage[], err: unknown): { left: DeliveredMessage[]; why: unknown } {
+  return err instanceof BatchPartlyApplied ? { left: notApplied(messages, err), why: err.reason } : { left: messages, why: err };
+}
+
 /** Counts the messages a consumer's handler failed on, to be delivered again (both buses); a RedeliverSoon is none. */
 function countFailed(metrics: Metrics | undefined, consumer: string, messages: number, err: unknown): void {
   if (err instanceof RedeliverSoon) return;
@@ -1081,9 +1086,7 @@ export class InProcessBus implements EventBus {
           // good, and the log's trim then moved the consumer past them unread.
           const alone = batch.length === 1;
           if ((err instanceof BatchPartlyApplied || alone) && (held?.messages.length ?? 0) < MAX_HELD_MESSAGES) {
-            const reason = err instanceof BatchPartlyApplied ? err.reason : err;
-            const delivered = batch.map((m) => ({ ...m, deliveryCount: deliveries }));
-            const failed = err instanceof BatchPartlyApplied ? notApplied(delivered, err) : delivered;
+            const { left: failed, why: reason } = failedOf(batch.map((m) => ({ ...m, deliveryCount: deliveries })), err);
             countFailed(metrics, durable, failed.length, reason);
             held = { messages: [...(held?.messages ?? []), ...failed], due: held?.due ?? Date.now() + waitAfter(reason, this.redeliveryDelayMs, deliveries) };
             state.position = Math.max(state.position, end);
@@ -1114,8 +1117,7 @@ export class InProcessBus implements EventBus {
       return { left: [] };
     } catch (err) {
       this.logger.warn({ err, subject: messages[0].subject, eventId: messages[0].id, messages: messages.length, consumer: durable }, "event handler failed; will redeliver");
-      const left = err instanceof BatchPartlyApplied ? notApplied(messages, err) : messages;
-      const why = err instanceof BatchPartlyApplied ? err.reason : err;
+      const { left, why } = failedOf(messages, err);
       countFailed(metrics, durable, left.length, why);
       return { left, why };
     }
