@@ -39,7 +39,10 @@ const TABS: { id: string; label: MessageKey; screen: (open: (overlay: Overlay) =
   { id: "settings", label: "tabSettings", screen: () => <Settings /> },
 ];
 const LOCALE_SLOT = "settings:locale";
-/** Set at every start: the app's own storage (the cache) goes with the app when it is removed; the secure store may not. */
+/**
+ * This install's mark, in the app's own storage (the cache), which goes with the app when it is removed; the secure
+ * store may not. Set once a removed install's session and key are gone, and at each sign-in.
+ */
 const INSTALLED_SLOT = "app:installed";
 
 /**
