@@ -100,7 +100,7 @@ async function load(name: string, root: string): Promise<Tree> {
     });
   };
   const record = (n: number) => {
-    const credit = () => ({ tip: decidedRow({ decided_by: "", tip_id: randomUUID() }) as never, entryId: randomUUID(), traceparent: null });
+    const credit = () => ({ tip: decidedRow({ decided_by: "", tip_id: randomUUID() }) as never, entryId: randomUUID(), traceparent: null, autoPayoutCheckAt: new Date() });
     return credits.recordCredits(db as never, Array.from({ length: n }, credit));
   };
   // A transport answering qr's CheckPartnerLink at once; the call is what CreateTip's QR resolution and a receipt's names make too.

@@ -8,7 +8,7 @@
 // its receipt owed in the recording statement; a tip whose entry was refused or
 // whose recording failed stays decided and uncredited, for reconciliation.
 import assert from "node:assert/strict";
-import { currentTraceparent, GroupCommit, GroupCommitFull, groupCommitPer, opaqueUnnest, type Pool, type Queryable, refusedStatement, sortedByKey, withTransaction } from "@ttip/runtime";
+import { clockOf, currentTraceparent, GroupCommit, GroupCommitFull, groupCommitPer, opaqueUnnest, type Pool, type Queryable, refusedStatement, sortedByKey, withTransaction } from "@ttip/runtime";
 import { type EntryToPost, POST_ENTRIES_MAX } from "./ledger.js";
 import { paymentMetrics } from "./metrics.js";
 import { carryingSentMarks, sentMarksCondition } from "./receipts.js";
@@ -38,7 +38,19 @@ export interface CreditToRecord {
   entryId: string;
   /** The trace of the call that decided the credit, for its tip_succeeded event. */
   traceparent: string | null;
+  /**
+   * When reconciliation's pass looks at the worker's automatic payout (the service's clock), set with the credit:
+   * the payout starts in this process only after the commit, and a process that died in between left the balance
+   * in the wallet, unseen, until the worker's next tip. The start, once it has run, makes the look a no-op.
+   */
+  autoPayoutCheckAt: Date;
 }
+
+/**
+ * How long after a credit reconciliation looks at the worker's automatic payout: well past the start this process
+ * makes at once (a few wallet calls and a B2C request), so that the look finds it started and changes nothing.
+ */
+export const AUTO_PAYOUT_CHECK_AFTER_CREDIT_MS = 2 * 60_000;
 
 /** Tips to post, each answered with its entry's id or the error that refused it. */
 const postings = groupCommitPer((deps: Deps) => new GroupCommit<TipRow, string | Error>(POST_ENTRIES_MAX, (tips) => postGroup(deps, tips), CREDITS_WAITING_MAX));
@@ -69,7 +81,8 @@ export async function postCredit(deps: Deps, tipId: string, committed?: TipRow):
     deps.ctx.logger.warn({ tipId, err: posted }, "wallet credit failed; reconciliation will retry");
     return false;
   }
-  const credit = await recordings(deps.ctx.pool).add({ tip, entryId: posted || "posted", traceparent }).catch((err: unknown) => {
+  const autoPayoutCheckAt = new Date(clockOf(deps.ctx).now() + AUTO_PAYOUT_CHECK_AFTER_CREDIT_MS);
+  const credit = await recordings(deps.ctx.pool).add({ tip, entryId: posted || "posted", traceparent, autoPayoutCheckAt }).catch((err: unknown) => {
     if (!(err instanceof GroupCommitFull)) throw err;
     deps.ctx.logger.warn({ tipId, err }, "wallet credit posted but not recorded yet; reconciliation will record it");
     return undefined;
@@ -157,13 +170,27 @@ async function recordGroup(pool: Pool, credits: CreditToRecord[]): Promise<(Reco
     // A tip twice in the group: the first is answered with the recording, the rest find it recorded.
     const first = !answered.has(tipId);
     answered.add(tipId);
-    outcomes.push(first ? (recorded.get(tipId) ?? (await recordFromRowNow(pool, tipId, c.entryId).catch((err: unknown) => recoverUnlessRefused(pool, c, err)))) : undefined);
+    outcomes.push(first ? (recorded.get(tipId) ?? (await recordFromRowNow(pool, tipId, c.entryId, c.autoPayoutCheckAt).catch((err: unknown) => recoverUnlessRefused(pool, c, err)))) : undefined);
   }
   return outcomes;
 }
 
 /** The worker's payout settings (aliased `s`) beside a tip's columns, each prefixed payout_. */
 const PAYOUT_SETTINGS_OF_S = PAYOUT_SETTINGS_COLUMNS.map((c) => `s.${c} AS payout_${c}`).join(", ");
+
+/**
+ * The CTEs marking the automatic payout of each credited worker (`workers`: a query of worker_id) to be looked at
+ * by reconciliation at `checkAt` (a parameter), unless one is due already or payouts are held (their release
+ * marks one due). A row another statement holds is
+ * skipped, not waited for: the credits of two statements lock tips first and these rows after, and a worker's
+ * row locked by another recording is being marked by it.
+ */
+const AUTO_PAYOUT_CHECK_CTES = (workers: string, checkAt: string) => `checked AS MATERIALIZED (
+       SELECT s.worker_id FROM payment.payout_settings s
+        WHERE s.worker_id IN (${workers}) AND s.auto_payout AND NOT s.payouts_on_hold AND s.auto_payout_due_at IS NULL
+        ORDER BY s.worker_id FOR UPDATE OF s SKIP LOCKED),
+     due AS (
+       UPDATE payment.payout_settings s SET auto_payout_due_at = ${checkAt} FROM checked c WHERE s.worker_id = c.worker_id)`;
 
 /** Built on first use: tips.ts and this module import each other, so TIP_COLUMNS is not there yet when this one loads. */
 let recordSql: string | undefined;
@@ -188,7 +215,8 @@ function recordCreditsSql(): string {
      owed AS (
        INSERT INTO payment.receipts (tip_id) SELECT tip_id FROM credited WHERE credit_kind <> 'suspense' AND phone <> '' ORDER BY tip_id ON CONFLICT DO NOTHING),
      announced AS (
-       INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT event_id, subject, payload, traceparent FROM credited WHERE credit_kind <> 'suspense')
+       INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT event_id, subject, payload, traceparent FROM credited WHERE credit_kind <> 'suspense'),
+     ${AUTO_PAYOUT_CHECK_CTES("SELECT worker_id FROM credited WHERE credit_kind <> 'suspense'", "$11")}
      SELECT ${TIP_COLUMNS_OF_T}, ${PAYOUT_SETTINGS_OF_S}
        FROM credited t LEFT JOIN payment.payout_settings s ON s.worker_id = t.worker_id
       WHERE ${sentMarksCondition("$10")}`);
@@ -222,6 +250,7 @@ export async function recordCredits(db: Queryable, credits: CreditToRecord[]): P
     events.map((e) => Buffer.from(e.data)),
     sorted.map((c) => c.traceparent),
     sentTipIds,
+    new Date(Math.max(...sorted.map((c) => c.autoPayoutCheckAt.getTime()))),
   ]));
   const recorded = new Map<string, RecordedCredit>();
   // Each row as the driver made it, its payout_ columns left on: a copy without them (~60 columns) cost ~4 us and ~5 KiB per tip (bench/payment-tip-steps.ts).
@@ -256,15 +285,18 @@ async function recoverCredit(pool: Pool, c: CreditToRecord): Promise<RecordedCre
     const now = rows[0];
     if (!now) return undefined;
     if (now.credit_entry_id !== null) return now.credit_entry_id === c.entryId ? { row: now } : undefined;
-    return recordRowNow(tx, c.tip.tip_id, c.entryId);
+    return recordRowNow(tx, c.tip.tip_id, c.entryId, c.autoPayoutCheckAt);
   });
 }
 
-/** Records the entry on the tip, with its event and receipt owed, unless credited already (undefined). */
-async function recordRowNow(tx: Queryable, tipId: string, entryId: string): Promise<RecordedCredit | undefined> {
+/** Records the entry on the tip, with its event, receipt owed and automatic payout's check, unless credited already (undefined). */
+async function recordRowNow(tx: Queryable, tipId: string, entryId: string, autoPayoutCheckAt: Date): Promise<RecordedCredit | undefined> {
   const { rows } = await tx.query<TipRow>(
-    `UPDATE payment.tips SET credit_entry_id = $2, credited_at = now() WHERE tip_id = $1 AND credit_entry_id IS NULL RETURNING ${TIP_COLUMNS}`,
-    [tipId, entryId],
+    `WITH credited AS (
+       UPDATE payment.tips SET credit_entry_id = $2, credited_at = now() WHERE tip_id = $1 AND credit_entry_id IS NULL RETURNING ${TIP_COLUMNS}),
+     ${AUTO_PAYOUT_CHECK_CTES("SELECT worker_id FROM credited WHERE credit_kind <> 'suspense'", "$3")}
+     SELECT * FROM credited`,
+    [tipId, entryId, autoPayoutCheckAt],
   );
   const t = rows[0];
   if (t && t.credit_kind !== "suspense") await emitTipSucceeded(tx, t);
@@ -277,6 +309,6 @@ async function recordRowNow(tx: Queryable, tipId: string, entryId: string): Prom
  * once; undefined when it is credited already. The payout settings are read
  * by the automatic payout itself.
  */
-async function recordFromRowNow(pool: Pool, tipId: string, entryId: string): Promise<RecordedCredit | undefined> {
-  return withTransaction(pool, (tx) => recordRowNow(tx, tipId, entryId));
+async function recordFromRowNow(pool: Pool, tipId: string, entryId: string, autoPayoutCheckAt: Date): Promise<RecordedCredit | undefined> {
+  return withTransaction(pool, (tx) => recordRowNow(tx, tipId, entryId, autoPayoutCheckAt));
 }

@@ -11,7 +11,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { asConnectError, type Pool, type ServiceContext } from "@ttip/runtime";
 import { ChangeFeed } from "../src/changes.js";
-import { postCredit, recordCredits } from "../src/credits.js";
+import { AUTO_PAYOUT_CHECK_AFTER_CREDIT_MS, postCredit, recordCredits } from "../src/credits.js";
 import { DarajaClient } from "../src/daraja/client.js";
 import { autoPayout, startPayout } from "../src/payouts.js";
 import { type EntryToPost, Ledger } from "../src/ledger.js";
@@ -381,6 +381,37 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     assert.ok(rows.reduce((s, r) => s + r.amount_minor, 0n) <= share, "paid out at most the tips' share");
   });
 
+  test("a process that died between a credit's commit and its automatic payout's start: reconciliation starts the payout a check time later, once", async () => {
+    const [plainWorker, ratedWorker] = [randomUUID(), randomUUID()];
+    for (const w of [plainWorker, ratedWorker]) {
+      await h.t.db.pool.query("INSERT INTO payment.payout_settings (worker_id, auto_payout, auto_payout_minimum_minor, payout_phone) VALUES ($1, true, 100, $2)", [w, `254${phone().slice(1)}`]);
+    }
+    const [plain] = await decidedTips(plainWorker, [10_000n]);
+    // Rated after its copy was read: recorded by its own statement (recordFromRowNow), not the group's.
+    const [rated] = await decidedTips(ratedWorker, [20_000n]);
+    await h.t.db.pool.query("UPDATE payment.tips SET rating = 5, rated_at = now() WHERE tip_id = $1", [rated.tip_id]);
+    const { deps } = depsWith(new WatchedLedger(h.t.ctx));
+    const started: string[] = [];
+    // The process dies once the recording committed: no automatic payout starts here.
+    deps.afterCredit = async (tip) => void started.push(tip.tip_id);
+    const creditedAt = h.clock.now();
+    assert.deepEqual(await Promise.all([postCredit(deps, plain.tip_id, plain), postCredit(deps, rated.tip_id, rated)]), [true, true]);
+    const payouts = async (worker: string) =>
+      (await h.t.db.pool.query<{ amount_minor: bigint; automatic: boolean }>("SELECT amount_minor, automatic FROM payment.payouts WHERE worker_id = $1", [worker])).rows;
+    for (const [worker, tip] of [[plainWorker, plain], [ratedWorker, rated]] as const) {
+      const { rows: [s] } = await h.t.db.pool.query<{ auto_payout_due_at: Date | null }>("SELECT auto_payout_due_at FROM payment.payout_settings WHERE worker_id = $1", [worker]);
+      const checkAt = s.auto_payout_due_at?.getTime() ?? 0;
+      assert.ok(checkAt >= creditedAt + AUTO_PAYOUT_CHECK_AFTER_CREDIT_MS && checkAt <= h.clock.now() + AUTO_PAYOUT_CHECK_AFTER_CREDIT_MS, `${tip === plain ? "the group's" : "its own"} recording marks the check`);
+    }
+    await h.t.client(PaymentInternalService).reconcilePending({ limit: 100 });
+    assert.deepEqual([...(await payouts(plainWorker)), ...(await payouts(ratedWorker))], [], "not before the check time: a live process starts its own");
+    h.clock.advance(AUTO_PAYOUT_CHECK_AFTER_CREDIT_MS + 1_000);
+    await h.t.client(PaymentInternalService).reconcilePending({ limit: 100 });
+    await h.t.client(PaymentInternalService).reconcilePending({ limit: 100 });
+    assert.deepEqual(await payouts(plainWorker), [{ amount_minor: (plain.worker_receives_minor / 100n) * 100n, automatic: true }], "one payout of the balance");
+    assert.deepEqual(await payouts(ratedWorker), [{ amount_minor: (rated.worker_receives_minor / 100n) * 100n, automatic: true }]);
+  });
+
   /**
    * Two replicas starting automatic payouts of one worker's balance: A reads the balance and waits
    * (until `go`) while B credits two tips and starts its payout. Returns the tips and what A started.
@@ -572,7 +603,7 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
       const before = await plans();
       for (let size = 1; size <= 12; size++) {
         const tips = await decidedTips(randomUUID(), Array.from({ length: size }, (_, i) => BigInt(1_000 * (i + 1))));
-        const recorded = await recordCredits(client, tips.map((tip, i) => ({ tip, entryId: `entry-${size}-${i}`, traceparent: null })));
+        const recorded = await recordCredits(client, tips.map((tip, i) => ({ tip, entryId: `entry-${size}-${i}`, traceparent: null, autoPayoutCheckAt: new Date() })));
         assert.deepEqual(tips.map((t) => recorded.get(t.tip_id)?.row.credit_entry_id), tips.map((_, i) => `entry-${size}-${i}`));
       }
       const after = await plans();

@@ -86,7 +86,7 @@ describe("receipts marked sent, on a grown payment.receipts, by the generic plan
       // One transaction: its counts are this connection's alone (pg_stat_xact_user_tables), whatever else the server does.
       await client.query("BEGIN");
       await client.query("SET LOCAL plan_cache_mode = force_generic_plan");
-      const record = async (tipId: string, entryId: string) => recordCredits(client, [{ tip: (await loadTip(client, tipId))!, entryId, traceparent: null }]);
+      const record = async (tipId: string, entryId: string) => recordCredits(client, [{ tip: (await loadTip(client, tipId))!, entryId, traceparent: null, autoPayoutCheckAt: new Date() }]);
       const before = await receiptReads(client);
       const sends: Promise<void>[] = [];
       // A credit carrying two marks, one carrying none, one carrying a mark that records nothing (credited already).

@@ -78,7 +78,7 @@ describe("payment's group statements on a grown payment.tips, by the generic pla
       })));
       assert.deepEqual(decided.map((row) => row?.status), ["succeeded", "succeeded"]);
       const rows = await Promise.all(tips.map(async (t) => (await loadTip(db.pool, t.tip_id))!));
-      const recorded = await recordCredits(q, rows.map((tip, i) => ({ tip, entryId: `entry-${i}`, traceparent: null })));
+      const recorded = await recordCredits(q, rows.map((tip, i) => ({ tip, entryId: `entry-${i}`, traceparent: null, autoPayoutCheckAt: new Date() })));
       assert.equal(recorded.size, 2);
     });
     byIndexOnly(plans, 3);

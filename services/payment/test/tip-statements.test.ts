@@ -31,7 +31,7 @@ interface PlanNode {
 }
 
 /** One tip's entry recorded alone. */
-const record = (db: Queryable, tip: TipRow, entryId: string) => recordCredits(db, [{ tip, entryId, traceparent: null }]);
+const record = (db: Queryable, tip: TipRow, entryId: string) => recordCredits(db, [{ tip, entryId, traceparent: null, autoPayoutCheckAt: new Date() }]);
 
 /**
  * Holds still the timer on which receipts' sent marks wait for a statement of their own (receipts.ts):
@@ -428,7 +428,7 @@ describe("payment's per-tip statements, by their plans", () => {
       await client.query("SET enable_nestloop = off; SET enable_mergejoin = off; SET plan_cache_mode = force_custom_plan");
       await lockedInTipOrder(CREDIT_RECORDING, async (lo, hi) => {
         const tips = await Promise.all([hi, lo].map(async (t) => (await loadTip(db.pool, t.tipId))!));
-        const recorded = await recordCredits(client, tips.map((tip, i) => ({ tip, entryId: `entry-${i}`, traceparent: null })));
+        const recorded = await recordCredits(client, tips.map((tip, i) => ({ tip, entryId: `entry-${i}`, traceparent: null, autoPayoutCheckAt: new Date() })));
         assert.deepEqual([hi, lo].map((t) => recorded.get(t.tipId)?.row.credit_entry_id), ["entry-0", "entry-1"]);
       });
     } finally {
