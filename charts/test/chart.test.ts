@@ -207,15 +207,20 @@ describe("helm chart", () => {
     const envOf = (docs: Doc[], component: string) =>
       docs.find((x) => x.kind === "Deployment" && x.metadata.labels["app.kubernetes.io/component"] === component)!.spec.template.spec.containers[0].env as { name: string; value?: string }[];
     const valueOf = (docs: Doc[], component: string, name: string) => envOf(docs, component).find((e) => e.name === name)?.value;
-    const written = await render("mpesa.enabled=true", "--set-string=mpesa.shortcode=0123456", "--set-string=mpesa.b2cShortcode=0600200", "mpesa.initiatorName=api", "mpesa.initiatorCertificate.existingSecret=mpesa-cert");
+    const written = await render("mpesa.enabled=true", "mpesa.c2b.enabled=true", "--set-string=mpesa.shortcode=0123456", "--set-string=mpesa.b2cShortcode=0600200", "mpesa.initiatorName=api", "mpesa.initiatorCertificate.existingSecret=mpesa-cert");
     assert.deepEqual([valueOf(written, "payment", "DARAJA_SHORTCODE"), valueOf(written, "payment", "DARAJA_B2C_SHORTCODE"), valueOf(written, "qr", "QR_MPESA_SHORTCODE")], ["0123456", "0600200", "0123456"]);
-    const number = await render("mpesa.enabled=true", "mpesa.shortcode=600100");
+    const number = await render("mpesa.enabled=true", "mpesa.c2b.enabled=true", "mpesa.shortcode=600100");
     assert.deepEqual([valueOf(number, "payment", "DARAJA_SHORTCODE"), valueOf(number, "qr", "QR_MPESA_SHORTCODE")], ["600100", "600100"]);
     // A paybill of its own for the printed codes: payment takes its confirmations too (before, only mpesa.shortcode's:
     // a customer paying the card's paybill was never credited).
     const paybill = await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.c2b.enabled=true", "--set-string=qr.mpesaShortcode=0600200");
     assert.deepEqual([valueOf(paybill, "qr", "QR_MPESA_SHORTCODE"), valueOf(paybill, "payment", "C2B_SHORTCODES")], ["0600200", "600100,0600200"]);
     assert.equal(valueOf(await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.c2b.enabled=true"), "payment", "C2B_SHORTCODES"), "600100");
+    // No paybill printed where nothing takes its confirmations (before: mpesa.shortcode's, or with M-Pesa off the sandbox's
+    // 174379, on every card: a customer paying it from their own menu reached no worker, or a stranger).
+    for (const noC2b of [await render("mpesa.enabled=true", "mpesa.shortcode=600100", "qr.mpesaShortcode=600200"), await render()]) {
+      assert.equal(valueOf(noC2b, "qr", "QR_MPESA_SHORTCODE"), "");
+    }
     // The simulator's paybill in development: the one qr prints and payment's pushes use.
     const simulated = await render("environment=development", "simulators.enabled=true", "mpesa.c2b.enabled=true");
     assert.deepEqual([valueOf(simulated, "payment", "DARAJA_SHORTCODE"), valueOf(simulated, "payment", "C2B_SHORTCODES")], ["174379", "174379"]);

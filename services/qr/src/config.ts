@@ -7,8 +7,10 @@ export const qrConfigShape = {
   // Older keys still accepted when verifying, comma-separated (key rotation without reprinting).
   QR_PREVIOUS_SIGNING_KEYS: env.list(),
   QR_TIP_BASE_URL: env.url(["http", "https"]).default("http://127.0.0.1:8080/t"),
-  // The Daraja simulator's (and sandbox's) paybill.
-  QR_MPESA_SHORTCODE: z.string().regex(/^\d{5,7}$/, "must be a 5 to 7 digit paybill or till").default("174379"),
+  // The paybill or till the offline form names: the Daraja simulator's (and sandbox's) unless set. Set empty where no
+  // paybill's payments are credited (M-Pesa or its C2B confirmations off): a card then prints none, rather than one
+  // whose payments reach no worker, or a stranger's.
+  QR_MPESA_SHORTCODE: z.string().regex(/^(\d{5,7})?$/, "must be a 5 to 7 digit paybill or till, or empty for none").default("174379"),
   QR_MPESA_SHORTCODE_KIND: z.enum(["paybill", "till"]).default("paybill"),
   // The USSD service code; a code's fallback is <prefix>*<SHORTCODE>#.
   QR_USSD_PREFIX: z.string().regex(/^\*[0-9]+(\*[0-9]+)*$/, "must look like *483*123").default("*483*123"),

@@ -8,7 +8,8 @@ export interface CardText {
   venueName?: string;
   shortCode: string;
   ussdCode: string;
-  paybillLine: string;
+  /** The KE-QR code and its paybill line; none where no paybill takes payments (QR_MPESA_SHORTCODE empty). */
+  offline?: { payload: string; paybillLine: string };
 }
 
 export const DEFAULT_SIZE = 512;
@@ -67,11 +68,11 @@ function xml(s: string): string {
  * under it, then the KE-QR code and the paybill and USSD lines for paying with
  * no internet. Width `size` user units; height 1.75 × width.
  */
-export async function renderCardSvg(url: string, offlinePayload: string, card: CardText, size: number, ec: EcLevel): Promise<string> {
+export async function renderCardSvg(url: string, card: CardText, size: number, ec: EcLevel): Promise<string> {
   const w = size;
   const h = Math.round(size * 1.75);
   const main = await svgCode(url, ec);
-  const offline = await svgCode(offlinePayload, "M");
+  const offline = card.offline && (await svgCode(card.offline.payload, "M"));
   const big = Math.round(w * 0.8);
   const small = Math.round(w * 0.42);
   const fs = (k: number) => Math.max(6, Math.round(w * k));
@@ -88,16 +89,18 @@ export async function renderCardSvg(url: string, offlinePayload: string, card: C
       return `<text x="${w / 2}" y="${y}" font-size="${s}" font-weight="${weight}" text-anchor="middle"${fit}>${xml(t)}</text>`;
     })
     .join("");
+  // Without the KE-QR code, the USSD line takes its place.
+  const footerTop = offline ? offlineTop + small : offlineTop;
   const footer = [
-    `<text x="${w / 2}" y="${offlineTop + small + fs(0.045)}" font-size="${fs(0.035)}" text-anchor="middle">${xml(card.paybillLine)}</text>`,
-    `<text x="${w / 2}" y="${offlineTop + small + fs(0.095)}" font-size="${fs(0.035)}" text-anchor="middle">${xml(`No data? Dial ${card.ussdCode}`)}</text>`,
+    ...(card.offline ? [`<text x="${w / 2}" y="${footerTop + fs(0.045)}" font-size="${fs(0.035)}" text-anchor="middle">${xml(card.offline.paybillLine)}</text>`] : []),
+    `<text x="${w / 2}" y="${footerTop + fs(0.095)}" font-size="${fs(0.035)}" text-anchor="middle">${xml(`No data? Dial ${card.ussdCode}`)}</text>`,
   ].join("");
   return (
     `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" font-family="Helvetica, Arial, sans-serif">` +
     `<rect width="${w}" height="${h}" fill="#ffffff"/>` +
     `<svg x="${(w - big) / 2}" y="0" width="${big}" height="${big}" viewBox="${main.viewBox}" shape-rendering="crispEdges">${main.body}</svg>` +
     text +
-    `<svg x="${(w - small) / 2}" y="${offlineTop}" width="${small}" height="${small}" viewBox="${offline.viewBox}" shape-rendering="crispEdges">${offline.body}</svg>` +
+    (offline ? `<svg x="${(w - small) / 2}" y="${offlineTop}" width="${small}" height="${small}" viewBox="${offline.viewBox}" shape-rendering="crispEdges">${offline.body}</svg>` : "") +
     footer +
     `</svg>`
   );
@@ -140,7 +143,7 @@ function pdfModules(text: string, ec: EcLevel, x: number, top: number, width: nu
  * A one-page PDF table card (A6, points), drawn with PDF's own operators and
  * the standard Helvetica font, so nothing needs embedding.
  */
-export function renderCardPdf(url: string, offlinePayload: string, card: CardText, ec: EcLevel): Buffer {
+export function renderCardPdf(url: string, card: CardText, ec: EcLevel): Buffer {
   const W = 298;
   const H = 420;
   const big = 220;
@@ -154,9 +157,8 @@ export function renderCardPdf(url: string, offlinePayload: string, card: CardTex
     textOp(card.displayName, 14, H - big - 22, "F2"),
     ...(card.venueName ? [textOp(card.venueName, 10, H - big - 36)] : []),
     textOp(`Code ${card.shortCode}`, 13, H - big - 52, "F2"),
-    pdfModules(offlinePayload, "M", (W - small) / 2, H - big - 60, small),
-    textOp(card.paybillLine, 9, H - big - 60 - small - 8),
-    textOp(`No data? Dial ${card.ussdCode}`, 9, H - big - 60 - small - 20),
+    ...(card.offline ? [pdfModules(card.offline.payload, "M", (W - small) / 2, H - big - 60, small), textOp(card.offline.paybillLine, 9, H - big - 60 - small - 8)] : []),
+    textOp(`No data? Dial ${card.ussdCode}`, 9, H - big - 60 - (card.offline ? small : 0) - 20),
   ].join("\n");
   const objects = [
     "<< /Type /Catalog /Pages 2 0 R >>",

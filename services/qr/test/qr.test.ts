@@ -892,3 +892,23 @@ describe("qr configuration", () => {
     await assert.rejects(createQrModule({ env: {} }).start!({} as ServiceContext), /QR_SIGNING_KEY: is required/);
   });
 });
+
+describe("qr with no paybill configured (QR_MPESA_SHORTCODE empty: M-Pesa's paybill payments are not credited)", () => {
+  let t: TestService;
+  before(async () => void (t = await startTestService(createQrModule({ env: { QR_SIGNING_KEY: KEY, QR_TIP_BASE_URL: BASE, QR_MPESA_SHORTCODE: "" } }))));
+  after(async () => void (await t?.close()));
+
+  test("a card prints the tip code and the USSD line, no paybill and no KE-QR code; the offline form is FAILED_PRECONDITION", async () => {
+    const me = t.client(QrService, worker);
+    await me.putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, displayName: "Wanjiku" });
+    const code = (await me.createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, idempotencyKey: randomUUID() })).qrCode!;
+    const card = Buffer.from((await me.renderQrCode({ qrCodeId: code.qrCodeId, format: ImageFormat.PRINT_SVG })).content).toString();
+    assert.deepEqual(decodeSvgCodes(card), [code.url], "the tip code alone");
+    assert.doesNotMatch(card, /Paybill|Till|174379/);
+    assert.match(card, /No data\? Dial \*483\*123\*\d{11}#/);
+    const pdf = Buffer.from((await me.renderQrCode({ qrCodeId: code.qrCodeId, format: ImageFormat.PDF })).content).toString("latin1");
+    assert.doesNotMatch(pdf, /Paybill|Till|174379/);
+    assert.match(pdf, /\(No data\? Dial \*483\*123\*\d{11}#\) Tj/);
+    await rejects(me.getOfflinePayload({ qrCodeId: code.qrCodeId }), Code.FailedPrecondition, undefined, /no paybill/);
+  });
+});

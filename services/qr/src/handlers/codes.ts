@@ -4,7 +4,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { DynamicParametersSchema, ImageFormat, OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import type { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { claimIdempotencyKey, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, keysetPage, NotFoundError, pageSize, requireCaller, type Queryable, withTransaction } from "@ttip/runtime";
+import { claimIdempotencyKey, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, keysetPage, NotConfiguredError, NotFoundError, pageSize, requireCaller, type Queryable, withTransaction } from "@ttip/runtime";
 import { requireManage, VENUE, WORKER } from "../access.js";
 import { partnerLinkOf } from "../partner-links.js";
 import { DEFAULT_SIZE, minPngSize, renderCardPdf, renderCardSvg, renderPng, renderSvg, type CardText } from "../render.js";
@@ -130,11 +130,14 @@ function renderQrCodeHandler(h: QrHandlerContext): Impl["renderQrCode"] {
       venueName: code.ownerKind === WORKER ? venue?.displayName : undefined,
       shortCode: code.shortCode,
       ussdCode: ussdOf(code),
-      paybillLine: `M-Pesa ${cfg.QR_MPESA_SHORTCODE_KIND === "paybill" ? "Paybill" : "Till"} ${cfg.QR_MPESA_SHORTCODE}` +
-        (cfg.QR_MPESA_SHORTCODE_KIND === "paybill" ? ` Account ${code.accountReference}` : ""),
+      offline: emvcoPayload === undefined ? undefined : {
+        payload: emvcoPayload,
+        paybillLine: `M-Pesa ${cfg.QR_MPESA_SHORTCODE_KIND === "paybill" ? "Paybill" : "Till"} ${cfg.QR_MPESA_SHORTCODE}` +
+          (cfg.QR_MPESA_SHORTCODE_KIND === "paybill" ? ` Account ${code.accountReference}` : ""),
+      },
     };
-    if (req.format === ImageFormat.PDF) return { content: renderCardPdf(url, emvcoPayload, card, ec), contentType: "application/pdf" };
-    return { content: Buffer.from(await renderCardSvg(url, emvcoPayload, card, size, ec)), contentType: "image/svg+xml" };
+    if (req.format === ImageFormat.PDF) return { content: renderCardPdf(url, card, ec), contentType: "application/pdf" };
+    return { content: Buffer.from(await renderCardSvg(url, card, size, ec)), contentType: "image/svg+xml" };
   };
 }
 
@@ -192,6 +195,7 @@ function getOfflinePayloadHandler(h: QrHandlerContext): Impl["getOfflinePayload"
     const code = await managedCode(pool, ctx, req.qrCodeId);
     requireActive(code);
     const { emvcoPayload } = await offlineOf(code);
+    if (!emvcoPayload) throw new NotConfiguredError("no paybill takes payments here (M-Pesa's paybill payments are not set up): a code has no offline form");
     return {
       offline: {
         emvcoPayload,

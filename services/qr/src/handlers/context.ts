@@ -85,8 +85,10 @@ export function qrHandlerContext(deps: QrDeps) {
     return { owner, venue };
   }
 
+  /** The KE-QR payload naming the paybill, and the display records; no payload when no paybill is configured. */
   async function offlineOf(c: CodeRecord) {
     const { owner, venue } = await displayOf(c);
+    if (!cfg.QR_MPESA_SHORTCODE) return { emvcoPayload: undefined, owner, venue };
     const params = fromBinary(DynamicParametersSchema, Buffer.from(c.parameters, "base64"));
     const fixed = params.fixedAmount?.currency === "KES" ? params.fixedAmount.amountMinor : undefined;
     const emvcoPayload = buildKeQrPayload({
