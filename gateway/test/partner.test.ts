@@ -2,6 +2,7 @@
 // (PostgreSQL for the keys, Redis for replays and budgets).
 import assert from "node:assert/strict";
 import { createHash, randomUUID } from "node:crypto";
+import { request as httpRequest } from "node:http";
 import { after, before, describe, test } from "node:test";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
@@ -138,6 +139,35 @@ describe("partner calls through the gateway", () => {
     const res = await post(`${body} `, body);
     assert.equal(res.status, 401);
     assert.match(((await res.json()) as { message: string }).message, /signature does not match/);
+  });
+
+  test("the signature covers the path the call is routed by, whatever Host says: a signature for one RPC does not open another", async () => {
+    const body = JSON.stringify({ qrCodeId: randomUUID() });
+    const signedFor = "/ttip.qr.v1.QrService/ListQrCodes";
+    const at = Math.floor(Date.now() / 1000);
+    const signature = signPartnerRequest(reader.secret, "POST", signedFor, at, createHash("sha256").update(body).digest());
+    const before = seen.length;
+    // A Host that, put before the path, makes a URL whose path is the signed one (a backslash reads as /, # ends the path).
+    const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = httpRequest(`${gateway.url}/ttip.qr.v1.QrService/GetQrCode`, {
+        method: "POST",
+        headers: {
+          host: "h\\ttip.qr.v1.QrService\\ListQrCodes#",
+          "content-type": "application/json",
+          [PARTNER_HEADERS.keyId]: reader.keyId,
+          [PARTNER_HEADERS.timestamp]: String(at),
+          [PARTNER_HEADERS.signature]: signature,
+        },
+      }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c)).on("end", () => resolve({ status: res.statusCode!, text: Buffer.concat(chunks).toString() }));
+      });
+      req.on("error", reject);
+      req.end(body);
+    });
+    assert.equal(status, 401, text);
+    assert.match(text, /signature does not match/);
+    assert.equal(seen.length, before, "GetQrCode never ran");
   });
 
   test("each wrong part is named: bad signature, stale timestamp, replay, missing header, unknown key", async () => {

@@ -61,6 +61,15 @@ export function answersInParts(exchange: RpcExchange): exchange is PartsExchange
   return parts.writeHead !== undefined && parts.inParts !== false;
 }
 
+/**
+ * The client's Host (HTTP/2's :authority) when it is a host name or address with an optional port, else "localhost".
+ * A call's URL is this host before the path: a Host of `h\other.Service\Method#` made a URL whose path was another
+ * RPC's, and a partner's signature for that RPC opened the one routed.
+ */
+function hostOf(given: string | undefined): string {
+  return given !== undefined && /^(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/.test(given) ? given : "localhost";
+}
+
 type NodeReq = http.IncomingMessage | http2.Http2ServerRequest;
 type NodeRes = http.ServerResponse | http2.Http2ServerResponse;
 
@@ -69,7 +78,7 @@ export function nodeExchange(req: NodeReq, res: NodeRes): RpcExchange {
   return {
     method: req.method ?? "GET",
     url: req.url ?? "/",
-    authority: ("authority" in req ? req.authority : req.headers.host) ?? "localhost",
+    authority: hostOf("authority" in req ? req.authority : req.headers.host),
     headers: req.headers,
     rawHeaders: req.rawHeaders,
     body: req,
@@ -120,7 +129,7 @@ export class StreamExchange implements PartsExchange {
   ) {
     this.method = headers[":method"] ?? "GET";
     this.url = headers[":path"] ?? "/";
-    this.authority = headers[":authority"] ?? headers.host ?? "localhost";
+    this.authority = hostOf(headers[":authority"] ?? headers.host);
     // A reset or a lost connection errors the stream: 'close' follows, which the call hears.
     stream.on("error", ignore);
   }
