@@ -13,6 +13,7 @@ import type { C2bConfig } from "./config.js";
 import { bannedUrlWord, DarajaError } from "./daraja/client.js";
 import { type AlertInput, recordAlert } from "./fraud.js";
 import { resultMessage } from "./messages.js";
+import { paymentMetrics } from "./metrics.js";
 import { claimSuspenseReversal, reverseRefundedPayment, reversesOnRefund, suspenseReversalOf } from "./mpesa-reversals.js";
 import { qrInternalClient } from "./peer-clients.js";
 import { postCredit } from "./credits.js";
@@ -59,6 +60,23 @@ export function parseC2bPayment(json: unknown): C2bPayment | undefined {
     // Bounded: a masked number or a SHA-256 hex is far shorter.
     payer: (text(b.MSISDN) ?? "").slice(0, 128),
   };
+}
+
+/**
+ * A stored confirmation that is no C2B payment we can read, marked so (too large, or malformed) with support's alert
+ * in the same transaction `tx`: M-Pesa does not send it again, and a mark without its alert was a payment nobody
+ * would ever look at. Marked once: a second call (reconciliation racing the request) finds it marked and tells no one.
+ */
+export async function markUnreadableConfirmation(deps: Deps, tx: Queryable, callbackId: string, truncated: boolean): Promise<void> {
+  const { rowCount } = await tx.query("UPDATE payment.callbacks SET outcome = $2 WHERE callback_id = $1 AND outcome = 'received'", [callbackId, truncated ? "too_large" : "malformed"]);
+  if (!rowCount) return;
+  await recordAlert(tx, {
+    reason: "UNKNOWN_CALLBACK", action: "flag",
+    detail: `paybill confirmation ${callbackId} could not be read (${truncated ? "larger than the limit: its body was not kept" : "not a C2B confirmation: its raw body is kept under that callback id"}): ` +
+      "M-Pesa may have received a payment that no record shows; find it on the M-Pesa statement",
+  });
+  paymentMetrics(deps.ctx.metrics).c2b.inc({ kind: "confirmation", result: "unreadable" });
+  deps.ctx.logger.error({ callbackId }, "C2B confirmation that cannot be read; stored raw, support told");
 }
 
 /** As typed from a phone keypad or a banking app: case, spaces and dashes do not matter. */
@@ -467,10 +485,13 @@ export async function reconcileC2b(deps: Deps, limit: number): Promise<number> {
       p = undefined;
     }
     try {
-      const result = p ? (await applyC2bConfirmation(deps, c2b, r.callback_id, p)).outcome : "malformed";
-      await pool.query("UPDATE payment.callbacks SET outcome = $2, external_reference = $3, matched = $4 WHERE callback_id = $1", [
-        r.callback_id, result, p?.transId ?? "", result !== "malformed",
-      ]);
+      if (!p) {
+        // Stored, then the process stopped before it was read: support is told now, with the mark.
+        await withTransaction(pool, (tx) => markUnreadableConfirmation(deps, tx, r.callback_id, false));
+        continue;
+      }
+      const result = (await applyC2bConfirmation(deps, c2b, r.callback_id, p)).outcome;
+      await pool.query("UPDATE payment.callbacks SET outcome = $2, external_reference = $3, matched = true WHERE callback_id = $1", [r.callback_id, result, p.transId]);
       applied++;
     } catch (err) {
       deps.ctx.logger.warn({ callbackId: r.callback_id, err }, "stored C2B confirmation still cannot be applied; will retry");

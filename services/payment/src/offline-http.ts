@@ -9,10 +9,9 @@ import assert from "node:assert/strict";
 import { timingSafeEqual } from "node:crypto";
 import type http from "node:http";
 import { timeOrderedUuid, withTransaction, type HttpFilter } from "@ttip/runtime";
-import { applyC2bConfirmation, C2B_RESULT, parseC2bPayment, validateC2b } from "./c2b.js";
+import { applyC2bConfirmation, C2B_RESULT, markUnreadableConfirmation, parseC2bPayment, validateC2b } from "./c2b.js";
 import { ACCEPTED, readBody, remoteAddress, reply, type Req, type Res } from "./callbacks.js";
 import { addressAllowed } from "./config.js";
-import { recordAlert } from "./fraud.js";
 import { paymentMetrics } from "./metrics.js";
 import type { Deps } from "./tips.js";
 import { answerUssd } from "./ussd.js";
@@ -71,7 +70,10 @@ async function handleC2b(deps: Deps, req: Req, res: Res, token: string, kind: "v
   await pool.query(
     "INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body, outcome) VALUES ($1, $2, $3, $4, $5, $6)",
     [callbackId, source, `/c2b/[token]/${kind}`, from, body, refused ?? "received"],
-  );
+  ).catch((err: unknown) => {
+    if (kind === "confirmation" && !refused) tellUnrecorded(deps, body, err);
+    throw err;
+  });
   const outcome = (o: string, ref = "", matched = false) =>
     pool.query("UPDATE payment.callbacks SET outcome = $2, external_reference = $3, matched = $4 WHERE callback_id = $1", [callbackId, o, ref, matched]);
   if (refused === "unknown_path") return reply(res, 404, { ResultCode: 1, ResultDesc: "Not found" });
@@ -87,13 +89,12 @@ async function handleC2b(deps: Deps, req: Req, res: Res, token: string, kind: "v
   } catch {
     payment = undefined;
   }
+  const metrics = paymentMetrics(deps.ctx.metrics);
   if (!payment) {
-    await outcome(truncated ? "too_large" : "malformed");
-    if (kind === "validation") return reply(res, 200, C2B_RESULT.other);
-    await flagUnreadableConfirmation(deps, callbackId, truncated);
+    if (kind === "validation") return (await outcome(truncated ? "too_large" : "malformed"), reply(res, 200, C2B_RESULT.other));
+    await withTransaction(pool, (tx) => markUnreadableConfirmation(deps, tx, callbackId, truncated));
     return reply(res, 400, { ResultCode: 1, ResultDesc: "Not a C2B confirmation" });
   }
-  const metrics = paymentMetrics(deps.ctx.metrics);
   if (kind === "validation") {
     const started = performance.now();
     const { answer, why } = await validateC2b(deps, c2b, payment);
@@ -144,11 +145,22 @@ async function handleUssd(deps: Deps, req: Req, res: Res, token: string): Promis
  * A confirmation from M-Pesa's addresses on the right path that cannot be read: M-Pesa may have moved money that
  * no payment records, and it never sends a confirmation again, so support is told (its raw body is kept).
  */
-async function flagUnreadableConfirmation(deps: Deps, callbackId: string, truncated: boolean): Promise<void> {
-  deps.ctx.logger.error({ callbackId }, "C2B confirmation that cannot be read; stored raw, support told");
-  await withTransaction(deps.ctx.pool, (tx) => recordAlert(tx, {
-    reason: "UNKNOWN_CALLBACK", action: "flag",
-    detail: `paybill confirmation ${callbackId} could not be read (${truncated ? "larger than the limit" : "not a C2B confirmation"}): ` +
-      "M-Pesa may have received a payment that no record shows; its raw body is kept under that callback id",
-  }));
+/**
+ * A confirmation M-Pesa sent that could not be stored (PostgreSQL refused or did not answer): M-Pesa does not send
+ * it again, and no row holds it, so the log line (with what names the payment, never the payer) and the metric are
+ * all that is left of it. The TTIPPaybillPaymentUnaccounted alert sends support to the M-Pesa statement with it.
+ */
+function tellUnrecorded(deps: Deps, body: Buffer, err: unknown): void {
+  let sent: Record<string, unknown> = {};
+  try {
+    const parsed: unknown = JSON.parse(body.toString("utf8"));
+    if (parsed && typeof parsed === "object") sent = parsed as Record<string, unknown>;
+  } catch {
+    // Logged without its fields.
+  }
+  const field = (name: string) => (typeof sent[name] === "string" || typeof sent[name] === "number" ? String(sent[name]).slice(0, 40) : undefined);
+  paymentMetrics(deps.ctx.metrics).c2b.inc({ kind: "confirmation", result: "unrecorded" });
+  deps.ctx.logger.error({
+    err, transId: field("TransID"), amount: field("TransAmount"), shortCode: field("BusinessShortCode"), transTime: field("TransTime"), reference: field("BillRefNumber"),
+  }, "C2B confirmation NOT stored, and M-Pesa does not send it again: find it on the M-Pesa statement by its TransID");
 }

@@ -248,6 +248,40 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.equal(stored.outcome, "malformed", "its raw body kept");
   });
 
+  test("a confirmation stored but unread when the process stopped: reconciliation marks it and tells support in one transaction, once", async () => {
+    const unreadable = async (id: string) =>
+      (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.fraud_alerts WHERE reason = 'UNKNOWN_CALLBACK' AND detail LIKE $1", [`paybill confirmation ${id} could not be read%`])).rows[0].n as number;
+    const callbackId = randomUUID();
+    await h.t.db.pool.query(
+      "INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body, outcome, received_at) VALUES ($1, 'mpesa_c2b', '/c2b/[token]/confirmation', '127.0.0.1', $2, 'received', now() - interval '5 minutes')",
+      [callbackId, Buffer.from('{"TransAmount": "100.00"')]);
+    await h.t.client(PaymentInternalService).reconcilePending({ limit: 100 });
+    await h.t.client(PaymentInternalService).reconcilePending({ limit: 100 });
+    // Before, marked malformed and nobody told.
+    assert.equal(await unreadable(callbackId), 1, "support told once");
+    assert.equal((await h.t.db.pool.query("SELECT outcome FROM payment.callbacks WHERE callback_id = $1", [callbackId])).rows[0].outcome, "malformed");
+  });
+
+  test("a confirmation PostgreSQL refuses to store: the log keeps what names the payment (never the payer) and the metric its alert reads counts it", async () => {
+    const unaccounted = async () => (await h.t.ctx.metrics.registry.getSingleMetric("ttip_payment_c2b_total")!.get()).values
+      .filter((v) => v.labels.kind === "confirmation" && v.labels.result === "unrecorded").reduce((n, v) => n + v.value, 0);
+    const before = await unaccounted();
+    const payer = `254${phone().slice(1)}`;
+    await h.t.db.pool.query("ALTER TABLE payment.callbacks ADD CONSTRAINT refuse_c2b CHECK (source <> 'mpesa_c2b') NOT VALID");
+    try {
+      const res = await h.post(`/c2b/${TOKEN}/confirmation`, { ...confirmation("RKL0000001", "12345678901", "250.00"), MSISDN: payer });
+      assert.equal(res.status, 500);
+    } finally {
+      await h.t.db.pool.query("ALTER TABLE payment.callbacks DROP CONSTRAINT refuse_c2b");
+    }
+    assert.equal(await unaccounted(), before + 1);
+    const line = h.errorLines.find((l) => l.includes("NOT stored"));
+    assert.ok(line, "logged");
+    const logged = JSON.parse(line) as Record<string, unknown>;
+    assert.deepEqual([logged.transId, logged.amount, logged.reference], ["RKL0000001", "250.00", "12345678901"]);
+    assert.ok(!line.includes(payer.slice(-6)), "the payer's number is not logged");
+  });
+
   test("the simulator's pay endpoint, as make run prints it, names a wrong field and pays nothing", async () => {
     const w = await worker();
     const before = h.sim.transactions().length;

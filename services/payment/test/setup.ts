@@ -4,7 +4,7 @@ import { createHash, randomBytes, randomUUID } from "node:crypto";
 import http from "node:http";
 import { createClient } from "@connectrpc/connect";
 import { AdjustableClock, callerHeaders, createLogger, httpRequest, normalisePhone, type ServiceModule } from "@ttip/runtime";
-import { startTestService, testPhone, type TestService } from "@ttip/runtime/testing";
+import { captureLogger, startTestService, testPhone, type TestService } from "@ttip/runtime/testing";
 import { eventually as waitUntil } from "@ttip/runtime/testing";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { wallet } from "@ttip/wallet";
@@ -15,6 +15,8 @@ import { simulatedPaymentConfig, startDarajaSimulator, type DarajaSimulator } fr
 export interface Harness {
   t: TestService;
   sim: DarajaSimulator;
+  /** The error lines logged so far, as written (after redaction); empty with PAYMENT_TEST_LOG. */
+  errorLines: string[];
   config: PaymentConfig;
   /** The services' clock: move it past an STK deadline or a payout's result wait rather than sleep. */
   clock: AdjustableClock;
@@ -51,13 +53,16 @@ export async function startHarness(overrides: Partial<PaymentConfig> = {}, extra
     ...overrides,
   });
   const clock = new AdjustableClock();
-  const t = await startTestService(createPaymentModule({ config: () => config }), { with: [wallet, ...extra], clock, ...(process.env.PAYMENT_TEST_LOG ? { logger: createLogger({ level: "warn" }) } : {}) });
+  // Errors are kept (as the JSON lines the redaction wrote) for the tests that read them; PAYMENT_TEST_LOG prints warnings instead.
+  const errors = captureLogger("error");
+  const t = await startTestService(createPaymentModule({ config: () => config }), { with: [wallet, ...extra], clock, logger: process.env.PAYMENT_TEST_LOG ? createLogger({ level: "warn" }) : errors.logger });
   config.callbackBaseUrl = t.service.server.url;
   const walletUser = createClient(WalletService, t.ctx.peers("wallet"));
   const walletAdmin = createClient(WalletAdminService, t.ctx.peers("wallet"));
   return {
     t,
     sim,
+    errorLines: errors.lines,
     config,
     clock,
     balance: async (workerId) => {
