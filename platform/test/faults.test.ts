@@ -63,7 +63,7 @@ describe("faults: one process per service on real PostgreSQL, Redis and NATS", (
     c = await Cluster.start(
       { databaseUrl: postgres.url, natsUrl: nats.url, redisUrl: redis.url },
       // The workers are unknown to auth: a first payout number waits a millisecond, not a day (the least it takes).
-      { without: ["venue"], startTimeoutMs: START_BOUND_MS, entry: built.developmentEntry, env: { payment: { PAYOUT_NUMBER_COOLING_OFF_MS: "1" } } },
+      { without: ["venue"], startTimeoutMs: START_BOUND_MS, entry: built.developmentEntry, env: { payment: { PAYOUT_NUMBER_COOLING_OFF_MS: "1", AUTO_PAYOUT_CHECK_AFTER_MS: "2000" } } },
     );
     db = new pg.Pool({ connectionString: postgres.url, max: 3 });
     // A lost connection during the restart scenario must not crash the test process.

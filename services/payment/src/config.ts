@@ -30,6 +30,12 @@ export interface FraudLimits {
   pinFailures: number;
 }
 
+/**
+ * How long after a credit reconciliation looks at the worker's automatic payout: well past the start the crediting
+ * process makes at once (a few wallet calls and a B2C request), which settles the look when it has run.
+ */
+export const AUTO_PAYOUT_CHECK_AFTER_CREDIT_MS = 2 * 60_000;
+
 export interface PaymentConfig {
   /** Undefined when M-Pesa is not configured: tips answer FAILED_PRECONDITION. */
   daraja?: DarajaConfig;
@@ -64,6 +70,11 @@ export interface PaymentConfig {
    * default 24 hours: payout-number-cooling.ts); automatic payouts to it are held back, not failed, until then.
    */
   payoutNumberCoolingOffMs?: number;
+  /**
+   * How long after a credit reconciliation looks at the worker's automatic payout, for a process that died before
+   * starting it (AUTO_PAYOUT_CHECK_AFTER_MS, AUTO_PAYOUT_CHECK_AFTER_CREDIT_MS unless set).
+   */
+  autoPayoutCheckAfterMs?: number;
   /** Background reconciliation period; 0 turns the job off (tests call ReconcilePending). */
   reconcileIntervalMs: number;
   /**
@@ -145,6 +156,7 @@ const shape = {
   RECONCILE_INTERVAL_MS: z.coerce.number().int().min(0).default(15_000),
   RECONCILE_LEASE_MS: env.duration(120_000),
   PAYOUT_NUMBER_COOLING_OFF_MS: env.duration(PAYOUT_NUMBER_COOLING_OFF_MS),
+  AUTO_PAYOUT_CHECK_AFTER_MS: env.duration(AUTO_PAYOUT_CHECK_AFTER_CREDIT_MS),
   FRAUD_PHONE_PER_10MIN: z.coerce.number().int().positive().default(5),
   FRAUD_WORKER_PER_10MIN: z.coerce.number().int().positive().default(30),
   FRAUD_OUTLIER_KES: z.coerce.number().int().positive().default(20_000),
@@ -196,6 +208,7 @@ export function loadPaymentConfig(vars: Env = process.env): PaymentConfig {
     reconcileIntervalMs: c.RECONCILE_INTERVAL_MS,
     reconcileLeaseMs: c.RECONCILE_LEASE_MS,
     payoutNumberCoolingOffMs: c.PAYOUT_NUMBER_COOLING_OFF_MS,
+    autoPayoutCheckAfterMs: c.AUTO_PAYOUT_CHECK_AFTER_MS,
     fraud: {
       phonePerWindow: c.FRAUD_PHONE_PER_10MIN,
       workerPerWindow: c.FRAUD_WORKER_PER_10MIN,

@@ -9,6 +9,7 @@
 // whose recording failed stays decided and uncredited, for reconciliation.
 import assert from "node:assert/strict";
 import { clockOf, currentTraceparent, GroupCommit, GroupCommitFull, groupCommitPer, opaqueUnnest, type Pool, type Queryable, refusedStatement, sortedByKey, withTransaction } from "@ttip/runtime";
+import { AUTO_PAYOUT_CHECK_AFTER_CREDIT_MS } from "./config.js";
 import { type EntryToPost, POST_ENTRIES_MAX } from "./ledger.js";
 import { paymentMetrics } from "./metrics.js";
 import { carryingSentMarks, sentMarksCondition } from "./receipts.js";
@@ -29,6 +30,8 @@ export interface RecordedCredit {
   row: TipRow;
   /** Undefined when not read with the row: the automatic payout reads them. */
   settings?: PayoutSettings | null;
+  /** The look at the worker's automatic payout the recording marked (if it marked one): the start settles it. */
+  autoPayoutCheckAt?: Date;
 }
 
 /** An entry wallet answered for a tip, to record on it. */
@@ -46,11 +49,6 @@ export interface CreditToRecord {
   autoPayoutCheckAt: Date;
 }
 
-/**
- * How long after a credit reconciliation looks at the worker's automatic payout: well past the start this process
- * makes at once (a few wallet calls and a B2C request), so that the look finds it started and changes nothing.
- */
-export const AUTO_PAYOUT_CHECK_AFTER_CREDIT_MS = 2 * 60_000;
 
 /** Tips to post, each answered with its entry's id or the error that refused it. */
 const postings = groupCommitPer((deps: Deps) => new GroupCommit<TipRow, string | Error>(POST_ENTRIES_MAX, (tips) => postGroup(deps, tips), CREDITS_WAITING_MAX));
@@ -81,7 +79,7 @@ export async function postCredit(deps: Deps, tipId: string, committed?: TipRow):
     deps.ctx.logger.warn({ tipId, err: posted }, "wallet credit failed; reconciliation will retry");
     return false;
   }
-  const autoPayoutCheckAt = new Date(clockOf(deps.ctx).now() + AUTO_PAYOUT_CHECK_AFTER_CREDIT_MS);
+  const autoPayoutCheckAt = new Date(clockOf(deps.ctx).now() + (deps.config().autoPayoutCheckAfterMs ?? AUTO_PAYOUT_CHECK_AFTER_CREDIT_MS));
   const credit = await recordings(deps.ctx.pool).add({ tip, entryId: posted || "posted", traceparent, autoPayoutCheckAt }).catch((err: unknown) => {
     if (!(err instanceof GroupCommitFull)) throw err;
     deps.ctx.logger.warn({ tipId, err }, "wallet credit posted but not recorded yet; reconciliation will record it");
@@ -94,7 +92,7 @@ export async function postCredit(deps: Deps, tipId: string, committed?: TipRow):
   m.tips.inc({ status: row.credit_kind !== "suspense" ? "succeeded" : "held", method: "mpesa" });
   if (row.credit_kind !== "suspense") m.amounts.observe({ method: "mpesa" }, Number(row.amount_minor) / 100);
   if (row.completed_at) m.creditLatency.observe({ method: "mpesa" }, Math.max(0, Date.now() - row.completed_at.getTime()) / 1000);
-  if (row.credit_kind !== "suspense") runAfterCredit(deps, row, credit.settings);
+  if (row.credit_kind !== "suspense") runAfterCredit(deps, row, credit.settings, credit.autoPayoutCheckAt);
   return true;
 }
 
@@ -238,6 +236,7 @@ export async function recordCredits(db: Queryable, credits: CreditToRecord[]): P
   const byTip = new Map(credits.map((c) => [c.tip.tip_id, c]));
   const sorted = sortedByKey(byTip.values(), (c) => c.tip.tip_id);
   const events = sorted.map((c) => tipSucceededEvent(c.tip));
+  const autoPayoutCheckAt = new Date(Math.max(...sorted.map((c) => c.autoPayoutCheckAt.getTime())));
   // Receipts of earlier tips sent since are marked so by this statement too (written anyway: no commit of their own).
   const { rows } = await carryingSentMarks(db, (sentTipIds) => db.query<TipRow & { [K in keyof PayoutSettings as `payout_${K}`]: PayoutSettings[K] | null }>(recordCreditsSql(), [
     sorted.map((c) => c.tip.tip_id),
@@ -250,7 +249,7 @@ export async function recordCredits(db: Queryable, credits: CreditToRecord[]): P
     events.map((e) => Buffer.from(e.data)),
     sorted.map((c) => c.traceparent),
     sentTipIds,
-    new Date(Math.max(...sorted.map((c) => c.autoPayoutCheckAt.getTime()))),
+    autoPayoutCheckAt,
   ]));
   const recorded = new Map<string, RecordedCredit>();
   // Each row as the driver made it, its payout_ columns left on: a copy without them (~60 columns) cost ~4 us and ~5 KiB per tip (bench/payment-tip-steps.ts).
@@ -258,7 +257,7 @@ export async function recordCredits(db: Queryable, credits: CreditToRecord[]): P
     const settings = row.payout_auto_payout === null ? null
       : { auto_payout: row.payout_auto_payout, auto_payout_minimum_minor: row.payout_auto_payout_minimum_minor!, payout_phone: row.payout_payout_phone!, payouts_on_hold: row.payout_payouts_on_hold!,
         payout_phone_changed_at: row.payout_payout_phone_changed_at };
-    recorded.set(row.tip_id, { row, settings });
+    recorded.set(row.tip_id, { row, settings, autoPayoutCheckAt });
   }
   return recorded;
 }
@@ -300,7 +299,7 @@ async function recordRowNow(tx: Queryable, tipId: string, entryId: string, autoP
   );
   const t = rows[0];
   if (t && t.credit_kind !== "suspense") await emitTipSucceeded(tx, t);
-  return t ? { row: t } : undefined;
+  return t ? { row: t, autoPayoutCheckAt } : undefined;
 }
 
 /**

@@ -66,7 +66,7 @@ function paymentDeps(ctx: ServiceContext, config: () => PaymentConfig): Deps {
     daraja: currentDarajaClient(() => config().daraja, () => clockOf(ctx)),
   };
   deps.cards = createCardHub(deps.ledger, () => config().cards);
-  deps.afterCredit = (tip, settings) => autoPayout(deps, tip, settings);
+  deps.afterCredit = (tip, settings, checkAt) => autoPayout(deps, tip, settings, checkAt);
   return deps;
 }
 

@@ -14,7 +14,7 @@ import { B2C_MIN_MINOR, DarajaError, TRANSACTION_NOT_FOUND } from "./daraja/clie
 import { type AlertInput, recordAlert } from "./fraud.js";
 import { requeryFailure, waitBrieflyForLocks } from "./requery-lock.js";
 import { loadPayout, payoutByIdempotencyKey, payoutOf, type B2cState, type Payout, type PayoutRow } from "./stores/payouts.js";
-import { clearAutoPayoutDue, deferAutoPayoutDue, dueAutoPayouts, markAutoPayoutDue, markAutoPayoutDueUnlessDue, payoutSettingsOf, type PayoutSettings } from "./stores/payout-settings.js";
+import { clearAutoPayoutDue, deferAutoPayoutDue, dueAutoPayouts, markAutoPayoutDue, payoutSettingsOf, settleAutoPayoutCheck, type PayoutSettings } from "./stores/payout-settings.js";
 import { automaticPayoutsFrom, PAYOUT_NUMBER_COOLING_OFF_MS } from "./payout-number-cooling.js";
 import type { Deps, TipRow } from "./tips.js";
 
@@ -612,19 +612,23 @@ type AutoPayoutStart = "started" | "nothing" | "deferred";
  * payout may end without another tip coming (a withdrawal that failed and gave its hold back, one that took part of
  * the balance), and reconciliation's pass then pays out what it left.
  */
-export async function autoPayout(deps: PayoutDeps, tip: TipRow, known?: PayoutSettings | null): Promise<void> {
+export async function autoPayout(deps: PayoutDeps, tip: TipRow, known?: PayoutSettings | null, checkAt?: Date): Promise<void> {
   // A shared tip waits in the venue's pool for its distribution.
   if (!tip.worker_id) return;
+  // The credit's recording marked a look at this payout (for a process that died before starting it) only for a
+  // worker with automatic payouts (settings read with it say whether): the start, once it has run, settles that mark.
+  const marked = known === undefined || known?.auto_payout ? checkAt : undefined;
   let started: AutoPayoutStart;
   try {
     started = await queueAutoPayout(deps, tip.worker_id, `auto-${tip.tip_id}`, known);
   } catch (err) {
     // A wallet call that timed out, an insert that failed: due now, so reconciliation's pass starts it. Else the
     // balance stayed in the wallet, unseen, until the worker's next tip (which may never come).
-    await markAutoPayoutDueUnlessDue(deps.ctx.pool, tip.worker_id, new Date(clockOf(deps.ctx).now()));
+    await settleAutoPayoutCheck(deps.ctx.pool, tip.worker_id, marked, new Date(clockOf(deps.ctx).now()));
     throw err;
   }
-  if (started === "deferred") await markAutoPayoutDueUnlessDue(deps.ctx.pool, tip.worker_id, afterOpenPayout(deps));
+  if (started === "deferred") await settleAutoPayoutCheck(deps.ctx.pool, tip.worker_id, marked, afterOpenPayout(deps));
+  else if (marked) await settleAutoPayoutCheck(deps.ctx.pool, tip.worker_id, marked, null);
 }
 
 /** When an automatic payout deferred behind an open payout is tried again: that payout's result wait on. */

@@ -100,9 +100,10 @@ export interface Deps {
   changes: ChangeFeed;
   /**
    * Called after a tip's money reached the worker's wallet (automatic payout); runs in the background.
-   * `settings`: the worker's payout settings when the credit read them (null: the worker has none).
+   * `settings`: the worker's payout settings when the credit read them (null: the worker has none);
+   * `checkAt`: the reconciliation's look at the automatic payout its recording marked, for the start to settle.
    */
-  afterCredit?: (tip: TipRow, settings?: PayoutSettings | null) => Promise<void>;
+  afterCredit?: (tip: TipRow, settings?: PayoutSettings | null, checkAt?: Date) => Promise<void>;
   /** Background work the module waits for when it stops. */
   background: Set<Promise<unknown>>;
   /** Card providers and the card side of the ledger (cards/). */
@@ -907,11 +908,11 @@ export function creditKindOf(tip: { worker_id: string | null }, held: boolean): 
   return held ? "suspense" : tip.worker_id ? "worker" : "venue";
 }
 
-export function runAfterCredit(deps: Deps, tip: TipRow, settings?: PayoutSettings | null): void {
+export function runAfterCredit(deps: Deps, tip: TipRow, settings?: PayoutSettings | null, checkAt?: Date): void {
   // The row in hand says what the receipt needs (one is owed when the tip has a paying number or, by card, an address for it).
   const work: Promise<unknown>[] = [tip.phone || (tip.method === "card" && tip.customer_email) ? sendOwedReceipts(deps, [tip]) : Promise.resolve(0)];
   // A venue tip waits in the pool for the venue's distribution: nobody to pay out yet.
-  if (deps.afterCredit && tip.worker_id) work.push(deps.afterCredit(tip, settings).catch((err) => deps.ctx.logger.warn({ tipId: tip.tip_id, err }, "automatic payout failed to start")));
+  if (deps.afterCredit && tip.worker_id) work.push(deps.afterCredit(tip, settings, checkAt).catch((err) => deps.ctx.logger.warn({ tipId: tip.tip_id, err }, "automatic payout failed to start")));
   const p = Promise.allSettled(work);
   deps.background.add(p);
   void p.finally(() => deps.background.delete(p));

@@ -11,7 +11,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { asConnectError, type Pool, type ServiceContext } from "@ttip/runtime";
 import { ChangeFeed } from "../src/changes.js";
-import { AUTO_PAYOUT_CHECK_AFTER_CREDIT_MS, postCredit, recordCredits } from "../src/credits.js";
+import { AUTO_PAYOUT_CHECK_AFTER_CREDIT_MS } from "../src/config.js";
+import { postCredit, recordCredits } from "../src/credits.js";
 import { DarajaClient } from "../src/daraja/client.js";
 import { autoPayout, startPayout } from "../src/payouts.js";
 import { type EntryToPost, Ledger } from "../src/ledger.js";
@@ -367,7 +368,7 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     const tips = await decidedTips(worker, [10_000n, 20_000n, 30_000n]);
     const { deps } = depsWith(new WatchedLedger(h.t.ctx));
     const full = Object.assign(deps, { daraja: () => new DarajaClient(h.config.daraja!, h.clock), changes: new ChangeFeed(h.t.ctx.bus) });
-    full.afterCredit = (tip, settings) => autoPayout(full, tip, settings);
+    full.afterCredit = (tip, settings, checkAt) => autoPayout(full, tip, settings, checkAt);
     // Asked for in one turn: one wallet call, one recording; each tip's automatic payout starts as its credit is answered.
     const outcomes = await Promise.all(tips.map((t) => postCredit(full, t.tip_id, t)));
     assert.deepEqual(outcomes, [true, true, true]);
@@ -410,6 +411,17 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     await h.t.client(PaymentInternalService).reconcilePending({ limit: 100 });
     assert.deepEqual(await payouts(plainWorker), [{ amount_minor: (plain.worker_receives_minor / 100n) * 100n, automatic: true }], "one payout of the balance");
     assert.deepEqual(await payouts(ratedWorker), [{ amount_minor: (rated.worker_receives_minor / 100n) * 100n, automatic: true }]);
+
+    // A live process starts the payout and settles the mark: nothing left for reconciliation to look at.
+    const liveWorker = randomUUID();
+    await h.t.db.pool.query("INSERT INTO payment.payout_settings (worker_id, auto_payout, auto_payout_minimum_minor, payout_phone) VALUES ($1, true, 100, $2)", [liveWorker, `254${phone().slice(1)}`]);
+    const [live] = await decidedTips(liveWorker, [30_000n]);
+    const full = Object.assign(depsWith(new WatchedLedger(h.t.ctx)).deps, { daraja: () => new DarajaClient(h.config.daraja!, h.clock), changes: new ChangeFeed(h.t.ctx.bus) });
+    full.afterCredit = (tip, settings, checkAt) => autoPayout(full, tip, settings, checkAt);
+    assert.equal(await postCredit(full, live.tip_id, live), true);
+    await Promise.all([...(full.background as Set<Promise<unknown>>)]);
+    assert.equal((await payouts(liveWorker)).length, 1, "started at once");
+    assert.equal((await h.t.db.pool.query("SELECT auto_payout_due_at FROM payment.payout_settings WHERE worker_id = $1", [liveWorker])).rows[0].auto_payout_due_at, null);
   });
 
   /**

@@ -45,9 +45,14 @@ export async function markAutoPayoutDue(db: Queryable, workerId: string, dueAt: 
   await db.query("UPDATE payment.payout_settings SET auto_payout_due_at = $2 WHERE worker_id = $1", [workerId, dueAt]);
 }
 
-/** An automatic payout deferred behind an open payout falls due at `dueAt`, unless one is due already (it covers this one). */
-export async function markAutoPayoutDueUnlessDue(db: Queryable, workerId: string, dueAt: Date): Promise<void> {
-  await db.query("UPDATE payment.payout_settings SET auto_payout_due_at = $2 WHERE worker_id = $1 AND auto_payout_due_at IS NULL", [workerId, dueAt]);
+/**
+ * The automatic payout's start has run: the look its credit marked for `checkAt` (if any) is replaced by `next`:
+ * none (null), or a due payout, which is also marked when nothing is due (a due one covers this one).
+ */
+export async function settleAutoPayoutCheck(db: Queryable, workerId: string, checkAt: Date | undefined, next: Date | null): Promise<void> {
+  await db.query(
+    "UPDATE payment.payout_settings SET auto_payout_due_at = $3 WHERE worker_id = $1 AND (auto_payout_due_at = $2 OR ($3::timestamptz IS NOT NULL AND auto_payout_due_at IS NULL))",
+    [workerId, checkAt ?? null, next]);
 }
 
 /** The due automatic payout of `dueAt` deferred again, to `until`; one marked since (a newer number) stays. */
