@@ -1228,6 +1228,12 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.ok(await h.trialBalanced());
   });
 
+  test("a card tip's PaymentIntent takes cards alone: no Link, wallet or pay-later method, which carries no card for the rules to check", async () => {
+    const r = await cardTip(randomUUID(), USD(1000), { country: "" });
+    const pi = h.stripe.paymentIntent(r.stripeClientSecret.split("_secret_")[0])!;
+    assert.deepEqual([pi.payment_method_types, pi.automatic_payment_methods], [["card"], null]);
+  });
+
   // After balance reconciliation's test: its refund made outside TTIP matches nothing of ours.
   test("a dispute's balance adjustment seen before its webhook waits for it, then is matched and its fee posted once: no stranger raised", async () => {
     const { tip } = await paid(randomUUID());

@@ -23,7 +23,7 @@ describe("Stripe requests are shaped as Stripe's API accepts them (stripe-mock)"
     await mock?.stop();
   });
 
-  test("create (manual capture, automatic payment methods, metadata), retrieve with the charge, capture, cancel and refund", async () => {
+  test("create (manual capture, cards alone, metadata), retrieve with the charge, capture, cancel and refund", async () => {
     const created = await stripe.create({ tipId: "3f1c1c3e-0000-4000-8000-000000000001", amountMinor: 1000n, currency: "USD", description: "Tip", idempotencyKey: "ttip-shape-1" });
     assert.match(created.id, /^pi_/);
     assert.match(created.clientSecret ?? "", /_secret_/);

@@ -45,7 +45,9 @@ const createIntent: StripeEndpoint = (sim, { params }) => {
     capture_method: params.capture_method === "manual" ? "manual" : "automatic_async", confirmation_method: "automatic",
     client_secret: `${piId}_secret_${randomBytes(12).toString("base64url").replace(/[-_]/g, "y")}`, created: sim.now(), description: params.description ?? null,
     latest_charge: null, last_payment_error: null, livemode: false, metadata: params.metadata ?? {}, next_action: null, payment_method: null,
-    payment_method_types: ["card"], automatic_payment_methods: params.automatic_payment_methods ? { enabled: true, allow_redirects: "always" } : null,
+    // As on an account with Link on: automatic payment methods offer it beside cards (a charge with no card details).
+    payment_method_types: params.allowed_payment_method_types ? Object.values(params.allowed_payment_method_types as object) : params.automatic_payment_methods ? ["card", "link"] : ["card"],
+    automatic_payment_methods: params.automatic_payment_methods ? { enabled: true, allow_redirects: "always" } : null,
     status: "requires_payment_method", cancellation_reason: null, canceled_at: null,
   };
   sim.intents.set(piId, pi);

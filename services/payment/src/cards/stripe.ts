@@ -54,7 +54,9 @@ export class StripeCardProvider implements CardProvider {
           currency: input.currency.toLowerCase(),
           // Authorise first; the fraud rules see the card (fingerprint, country) and then capture or cancel.
           capture_method: "manual",
-          automatic_payment_methods: { enabled: true },
+          // Cards alone: the fraud rules key on the card (fingerprint, country), and a method with no card (Link,
+          // wallets, pay-later, all offered by automatic payment methods) passed every rule unchecked.
+          allowed_payment_method_types: ["card"],
           description: input.description,
           metadata: { tip_id: input.tipId },
         },
