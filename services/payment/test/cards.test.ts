@@ -1234,6 +1234,19 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.deepEqual([pi.payment_method_types, pi.automatic_payment_methods], [["card"], null]);
   });
 
+  test("balance transactions are read in Stripe's order, not reordered by id within a second: a pass waiting on one would have moved its cursor past it", async () => {
+    const stripeGet = async (query: string) => ((await (await fetch(`${h.stripe.url}/v1/balance_transactions?${query}`, { headers: { authorization: `Bearer ${h.stripe.secretKey}` } })).json()) as { data: { id: string }[] }).data;
+    const [newest] = await stripeGet("limit=1");
+    // Charges made at once, outside TTIP: their transactions share a second (Stripe's `created` is whole seconds).
+    await Promise.all(Array.from({ length: 8 }, () => fetch(`${h.stripe.url}/v1/payment_intents`, {
+      method: "POST", headers: { authorization: `Bearer ${h.stripe.secretKey}` },
+      body: new URLSearchParams({ amount: "700", currency: "usd", confirm: "true", payment_method: "pm_card_visa" }),
+    })));
+    const read = await new StripeCardProvider(h.config.cards!.stripe!).balanceTransactions(newest.id, 100);
+    assert.deepEqual(read.map((t) => t.id), (await stripeGet(`limit=100&ending_before=${newest.id}`)).map((t) => t.id).reverse(), "oldest first, as Stripe ordered them");
+    assert.equal((await internal.reconcileCardBalance({ limit: 1000 })).unmatched, 8, "strangers, each flagged");
+  });
+
   // After balance reconciliation's test: its refund made outside TTIP matches nothing of ours.
   test("a dispute's balance adjustment seen before its webhook waits for it, then is matched and its fee posted once: no stranger raised", async () => {
     const { tip } = await paid(randomUUID());

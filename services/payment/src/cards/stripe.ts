@@ -116,7 +116,10 @@ export class StripeCardProvider implements CardProvider {
       }
       data = data.slice(-limit);
     }
+    // Oldest first, in Stripe's own order: `created` is whole seconds, and a sort by it and the id put a newer
+    // transaction of the same second before an older one, where a pass waiting on the older moved its cursor past it.
     return data
+      .reverse()
       .map((t) => ({
         id: t.id,
         type: t.type,
@@ -126,8 +129,7 @@ export class StripeCardProvider implements CardProvider {
         feeMinor: BigInt(t.fee),
         netMinor: BigInt(t.net),
         created: new Date(t.created * 1000),
-      }))
-      .sort((a, b) => a.created.getTime() - b.created.getTime() || (a.id < b.id ? -1 : 1));
+      }));
   }
 
   /** Stripe's errors in our two kinds: refused (4xx, a decline) or unknown (it may have happened). */
