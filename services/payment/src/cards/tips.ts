@@ -5,7 +5,7 @@
 import { createHash } from "node:crypto";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
-import { asConnectError, clockOf, DependencyUnavailableError, emitEvent, fieldError, InvalidStateError, type Queryable, refusalOfField, timeOrderedUuid, withTransaction } from "@ttip/runtime";
+import { asConnectError, clockOf, DependencyUnavailableError, emitEvent, fieldError, formatMoney, InvalidStateError, type Queryable, refusalOfField, timeOrderedUuid, withTransaction } from "@ttip/runtime";
 import { PaymentMethod, TipCreatedSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { type FeeQuote, PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { recordAlert } from "../fraud.js";
@@ -14,7 +14,7 @@ import { oweReceipt } from "../receipts.js";
 import { creditKindOf, KEEP_REPLACED_FAILURE, leaseTips, loadTip, renewTipLease, replacedFailure, runAfterCredit, sameRequest, triedCredits, uncreditedTips, type Deps } from "../tips.js";
 import type { CardsConfig } from "./config.js";
 import { cardResultMessage, type CardTipRow } from "./convert.js";
-import { CARD_CURRENCIES, PAYPAL_CURRENCIES } from "./currencies.js";
+import { CARD_CURRENCIES, PAYPAL_CURRENCIES, STRIPE_LEAST_MINOR } from "./currencies.js";
 import type { CardSplit } from "./ledger.js";
 import { CardProviderError, type CardPayment, type CardProvider, type CardProviderName } from "./provider.js";
 import { checkAuthorisation } from "./rules.js";
@@ -109,6 +109,9 @@ export async function createCardTip(deps: Deps, t: NewCardTip): Promise<CreatedC
     throw fieldError("amount", `PayPal tips are taken in ${PAYPAL_CURRENCIES.join(", ")}, not ${t.amount.currency}; pay ${t.amount.currency} by card or M-Pesa`);
   }
   if (t.amount.amountMinor > MAX_CARD_MINOR) throw fieldError("amount", "too large for a tip");
+  // Refused here, before anything is stored: Stripe's refusal came after the tip's start, as "try again", which failed again.
+  const least = t.provider === "stripe" ? STRIPE_LEAST_MINOR[t.amount.currency] : undefined;
+  if (least !== undefined && t.amount.amountMinor < least) throw fieldError("amount", `a card tip is at least ${formatMoney(least, t.amount.currency)}`);
 
   const { quote, paysKes } = await quoteCard(deps, t);
   const pays = quote.customerPays!.amountMinor;
