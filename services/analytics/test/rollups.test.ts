@@ -5,12 +5,14 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { Granularity, ReportKind } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService, AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { DeliveryUpdatedSchema, PaymentMethod, QrScannedSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { createQrModule } from "@ttip/qr";
-import { InProcessBus } from "@ttip/runtime";
+import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { callerHeaders, InProcessBus } from "@ttip/runtime";
 import { eventually, failure, startTestService, type TestService } from "@ttip/runtime/testing";
 import { Dim } from "../src/facts.js";
 import { createAnalyticsModule, parseCsv, replay, ReplayBeyondStreamError } from "../src/index.js";
@@ -130,6 +132,13 @@ describe("analytics from a generated day of events (real PostgreSQL and JetStrea
     const other = c.workers[1];
     await assert.rejects(
       t.client(AnalyticsService, { subject: worker, roles: ["worker"] }).getWorkerEarnings({ range: dayRange, workerId: other }),
+      (err: unknown) => ConnectError.from(err).code === Code.PermissionDenied && /worker_id/.test(ConnectError.from(err).rawMessage),
+    );
+    // A manager who made "a venue" of that worker's id (qr knew nothing of it) manages no worker by it.
+    const squatter = { subject: randomUUID(), roles: ["venue_manager" as const] };
+    await createClient(QrService, t.ctx.peers("qr")).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: other, displayName: "Not a venue" }, { headers: callerHeaders(squatter.subject, ...squatter.roles) });
+    await assert.rejects(
+      t.client(AnalyticsService, squatter).getWorkerEarnings({ range: dayRange, workerId: other }),
       (err: unknown) => ConnectError.from(err).code === Code.PermissionDenied && /worker_id/.test(ConnectError.from(err).rawMessage),
     );
     await assert.rejects(t.client(AnalyticsService).getWorkerEarnings({ range: dayRange }), (err: unknown) => ConnectError.from(err).code === Code.Unauthenticated);
