@@ -25,7 +25,7 @@ import { StatementFormat, WalletAdminService, WalletInternalService, WalletServi
 import { decodeEvent, IdempotencyConflictError, MPESA_LIMITS, nairobiMonthOf, onOutboxCommitted, type Queryable, withTransaction } from "@ttip/runtime";
 import { eventually, kesMinor, type TestService } from "@ttip/runtime/testing";
 import { placeHold, releaseHold, settleHold } from "../src/holds.js";
-import { ensureAccount, postEntry, type EntryInput } from "../src/ledger.js";
+import { causeOf, ensureAccount, postEntry, type EntryInput } from "../src/ledger.js";
 import type { PoolClient } from "pg";
 import { startLedger } from "./ledger-fixture.js";
 
@@ -640,6 +640,29 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.equal(await codeOf(admin.reverseEntry({ entryId: entry!.entryId, idempotencyKey: `rev2-${entry!.entryId}`, reason: "again" })), "FailedPrecondition");
     assert.equal((await admin.getJournalEntry({ entryId: entry!.entryId })).entry!.reversedByEntryId, reversal!.entryId);
     await assert.rejects(t.db.pool.query(`UPDATE wallet.postings SET amount_minor = 1 WHERE entry_id = $1`, [entry!.entryId]), /immutable/);
+  });
+
+  test("money that has left is not given back by a reversal: a settled payout's entry, and a take-back for a tip's refund, are refused", async () => {
+    const w = await newWorker();
+    const { entry: credit } = await tip(w.accountId, 300_000n, 0n);
+    const payoutId = randomUUID();
+    const { hold } = await internal.placeHold({ accountId: w.accountId, amount: kesMinor(100_000n), payoutId, idempotencyKey: `hold-${payoutId}` });
+    const { entry: settled } = await internal.settleHold({ holdId: hold!.holdId, externalReference: "RKT7654322" });
+    // Payment's take-back of a refunded tip: posted by PostEntry, its cause the credit it takes back.
+    const { entry: takeBack } = await internal.postEntry({
+      idempotencyKey: `reversal-${credit!.entryId}`, cause: causeOf("reversedEntryId", credit!.entryId),
+      postings: [{ accountId: clearing, amount: kesMinor(50_000n) }, { accountId: w.accountId, amount: kesMinor(-50_000n), memo: "tip reversed" }],
+      description: "M-Pesa reversal",
+    });
+    const before = (await balanceOf(w.accountId)).ledger!.amountMinor;
+    // Before, the payout's mirror put KES 1,000 back in the wallet (paid by M-Pesa, to be withdrawn again), and the
+    // take-back's paid the worker again for a tip the payer had back.
+    for (const [entry, why] of [[settled!, /settled payout .* which M-Pesa paid/], [takeBack!, /took a tip's credit back for its refund/]] as const) {
+      const refused = await failure(admin.reverseEntry({ entryId: entry.entryId, idempotencyKey: `rev-${entry.entryId}`, reason: "mistake" }));
+      assert.equal(Code[refused.code], "FailedPrecondition");
+      assert.match(refused.rawMessage, why);
+    }
+    assert.equal((await balanceOf(w.accountId)).ledger!.amountMinor, before, "nothing given back");
   });
 
   test("entries are listed by their idempotency keys, oldest first, read whole; a key with nothing posted is left out", async () => {
