@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { budgetNetwork, clockOf, consumeOrRefuse, DependencyUnavailableError, emitEvent, fieldError, hmacSha256, InvalidStateError, normalisePhone, parseKenyanMobile, PermissionDeniedError, withTransaction } from "@ttip/runtime";
+import { budgetNetwork, clockOf, consumeOrRefuse, DependencyUnavailableError, emitEvent, fieldError, hmacSha256, InvalidStateError, normalisePhone, parseKenyanMobile, PermissionDeniedError, refuseIfSpent, withTransaction } from "@ttip/runtime";
 import { Locale, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { UserRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
@@ -88,10 +88,14 @@ function startPhoneVerificationHandler(core: AuthCore): Impl["startPhoneVerifica
       otps.inc({ outcome: "refused_country" });
       throw fieldError("phone", `sign-in codes are sent only to mobile numbers in ${config.otpCountryCodes.map((c) => `+${c}`).join(", ")}`, "phone.country");
     }
+    // By network: an IPv6 client's /64 is theirs to rotate through, address by address. A network with no codes left
+    // is refused first, spending nothing: refused after them, it spent the number's cool-down and hourly codes, and
+    // kept the number's owner from signing in, at no cost to itself.
+    const network = budgetNetwork(ip);
+    await limited(refuseIfSpent(core.limits.otpPerIp, network, "too many codes from this network"), "network");
     await limited(coolDownOrRefuse(core.ctx, `auth-otp-resend:${phone}`, config.otpResendSeconds, "a code was just sent to this number"), "resend");
     await limited(consumeOrRefuse(core.limits.otpPerPhone, phone, "too many codes for this number"), "phone");
-    // By network: an IPv6 client's /64 is theirs to rotate through, address by address.
-    await limited(consumeOrRefuse(core.limits.otpPerIp, budgetNetwork(ip), "too many codes from this network"), "network");
+    await limited(consumeOrRefuse(core.limits.otpPerIp, network, "too many codes from this network"), "network");
     // Daily budgets against SMS pumping: per operator range, and in all (alert on ttip_auth_otp_total{outcome=~"refused_(prefix|total)"}).
     await limited(consumeOrRefuse(core.limits.otpPerPrefix, phone.slice(0, 6), "today's budget of codes to numbers in this range is spent"), "prefix");
     await limited(consumeOrRefuse(core.limits.otpTotal, "all", "today's budget of sign-in codes is spent"), "total");

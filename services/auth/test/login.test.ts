@@ -132,6 +132,11 @@ describe("auth: phone OTP, PIN and lockout", () => {
       const ip = randomIp();
       for (let i = 0; i < 3; i++) await limited.api(undefined, ip).startPhoneVerification({ phone: testPhone() });
       assert.equal(await fails(limited.api(undefined, ip).startPhoneVerification({ phone: testPhone() })), Code.ResourceExhausted);
+      // A number asked for from that network, refused there, spends none of its own: before, each refused call
+      // restarted its cool-down and took one of its hourly codes, and its owner could not sign in.
+      const victim = testPhone();
+      for (let i = 0; i < 6; i++) assert.equal(await fails(limited.api(undefined, ip).startPhoneVerification({ phone: victim })), Code.ResourceExhausted);
+      await limited.api(undefined, randomIp()).startPhoneVerification({ phone: victim });
       // Another network still gets its codes.
       await limited.api(undefined, randomIp()).startPhoneVerification({ phone: testPhone() });
       // An IPv6 client's /64 is one network: its 2^64 addresses are the client's to rotate through, call by call.

@@ -16,6 +16,20 @@ export async function consumeOrRefuse(limiter: RateLimiterAbstract, key: string,
 }
 
 /**
+ * Refuses, spending nothing, when `key` has no points left: a check made before other budgets are spent, so that a
+ * caller this one refuses does not spend them (its points are taken by consumeOrRefuse once those pass).
+ */
+export async function refuseIfSpent(limiter: RateLimiterAbstract, key: string, what: string): Promise<void> {
+  let res;
+  try {
+    res = await limiter.get(key);
+  } catch (err) {
+    throw new DependencyUnavailableError(`the limits on this request cannot be checked now (${(err as Error).message}); retry`);
+  }
+  if (res && res.consumedPoints >= limiter.points) throw rateLimitRefusal(what, res.msBeforeNext);
+}
+
+/**
  * RESOURCE_EXHAUSTED saying `what` and when a retry may succeed: in words, in the unit a person reads ("retry in
  * 40 s", "in 17 min", "in 23 h"; never "in 84213 s"), and exactly in retry-after (whole seconds, at least one).
  */
