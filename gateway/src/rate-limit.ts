@@ -290,18 +290,18 @@ function overBudget(msBeforeNext: number): ConnectError {
 const MAX_OVER_BUDGET_ADDRESSES = 10_000;
 
 /**
- * A call whose credentials the gateway refuses (a bad or expired token, a bad partner signature)
- * is charged to a budget of its address: before, it was charged to none, and each cost a
- * verification (a partner's: a round trip to auth and a query). An address over it has its calls
- * with credentials refused before they are checked, until its window frees points (known here from
- * the store's answer). Apart from the address's anonymous calls: behind one carrier address, a busy
- * tip page spent that budget, and the next expired token had every signed-in call from there refused
- * unchecked. Goes before the checks it counts.
+ * A call whose partner signature the gateway refuses is charged to a budget of its address: before,
+ * it was charged to none, and each cost a round trip to auth and a query. An address over it has its
+ * signed calls refused before they are checked, until its window frees points (known here from the
+ * store's answer). Apart from the address's anonymous calls and its bearer tokens, which are checked
+ * here (a signature and a revocation lookup): behind one carrier address (CGNAT), many phones' expired
+ * tokens spent such a budget in a minute, and every valid token from there was refused unchecked.
+ * Goes before the checks it counts.
  */
 export function refusedCredentialsInterceptor(limiter: Budget): Interceptor {
   const overUntil = new BoundedMap<string, number>(MAX_OVER_BUDGET_ADDRESSES);
   return (next) => (req) => {
-    if (!req.header.has("authorization") && !signsAsPartner(req.header)) return nextSettled(next, req);
+    if (!signsAsPartner(req.header)) return nextSettled(next, req);
     const key = `refused:${budgetNetwork(req.contextValues.get(clientAddressKey))}`;
     const until = overUntil.get(key) ?? 0;
     if (until > Date.now()) return Promise.reject(overBudget(until - Date.now()));
