@@ -273,6 +273,8 @@ describe("the worker's web app (chromium at phone size)", () => {
     const page = await h.signedInPhone(worker);
     // The service's answer replaced: a first page that says there is more, then the rest (after one failure).
     const first = [share("Cafe A", 30_000n, 1), share("Cafe B", 20_000n, 2)];
+    // Left Cafe B and came back in the same period: a second share of that distribution, for the second membership.
+    first.push(Object.assign(share("Cafe B", 5_000n, 2), { distributionId: first[1].distributionId, period: first[1].period }));
     const rest = [share("Cafe C", 10_000n, 3)];
     const asked: { pageSize: number; pageToken: string }[] = [];
     let failNext = true;
@@ -290,20 +292,21 @@ describe("the worker's web app (chromium at phone size)", () => {
     const shown = () => page.getByTestId("share").evaluateAll((rows) => rows.map((r) => r.querySelector("strong")!.textContent!.split(",")[0]));
     await page.goto(`${h.url}/w/shares`);
     await page.getByTestId("my-shares").getByText(/KES 200 from Cafe B/).waitFor();
-    assert.deepEqual(await shown(), ["KES 300 from Cafe A", "KES 200 from Cafe B"]);
+    // Before, the second share of Cafe B's distribution was not shown.
+    assert.deepEqual(await shown(), ["KES 300 from Cafe A", "KES 200 from Cafe B", "KES 50 from Cafe B"]);
 
     // A failed More: the error in words, the rows kept, More still offered.
     const more = page.getByRole("button", { name: "More", exact: true });
     await more.click();
     await page.getByTestId("shares-error").waitFor({ timeout: 20_000 });
     assert.equal(await page.getByTestId("shares-error").innerText(), "We cannot reach TTIP right now. Check your connection and try again.");
-    assert.deepEqual(await shown(), ["KES 300 from Cafe A", "KES 200 from Cafe B"], "the rows shown are kept");
+    assert.deepEqual(await shown(), ["KES 300 from Cafe A", "KES 200 from Cafe B", "KES 50 from Cafe B"], "the rows shown are kept");
     failNext = false;
     const failed = asked.length;
     // A double tap asks once.
     await more.dblclick();
     await page.getByTestId("my-shares").getByText(/KES 100 from Cafe C/).waitFor();
-    assert.deepEqual(await shown(), ["KES 300 from Cafe A", "KES 200 from Cafe B", "KES 100 from Cafe C"], "each share once");
+    assert.deepEqual(await shown(), ["KES 300 from Cafe A", "KES 200 from Cafe B", "KES 50 from Cafe B", "KES 100 from Cafe C"], "each share once");
     assert.equal(asked.length, failed + 1, `one request for the double tap: ${JSON.stringify(asked.slice(failed))}`);
     assert.equal(await page.getByTestId("shares-error").count(), 0, "the error is gone once the page came");
     assert.equal(await more.count(), 0, "no More after the last page");
@@ -321,7 +324,7 @@ describe("the worker's web app (chromium at phone size)", () => {
     await page.getByRole("button", { name: "Zaidi", exact: true }).click();
     await page.getByTestId("shares-error").waitFor({ timeout: 20_000 });
     assert.equal(await page.getByTestId("shares-error").innerText(), "Hatuwezi kufikia TTIP sasa. Angalia mtandao wako ujaribu tena.");
-    assert.equal(await page.getByTestId("share").count(), 2);
+    assert.equal(await page.getByTestId("share").count(), 3);
     const widths = await page.evaluate(() => ({ page: document.documentElement.scrollWidth, screen: document.documentElement.clientWidth }));
     assert.equal(widths.screen, 360);
     assert.ok(widths.page <= widths.screen, `the page is ${widths.page} px wide on a ${widths.screen} px screen`);
@@ -484,7 +487,7 @@ function share(venueName: string, amountMinor: bigint, daysAgo: number): MyShare
     ruleVersion: 1,
     poolTotal: amount,
     membersPaid: 1,
-    line: { weight: 480n, totalWeight: 480n, amount, minutes: 480n },
+    line: { memberId: randomUUID(), weight: 480n, totalWeight: 480n, amount, minutes: 480n },
     status: DistributionStatus.CONFIRMED,
     confirmedAt: timestampFromDate(end),
   });

@@ -17,13 +17,16 @@ import { useT } from "../use-t";
 /** Shares asked for at a time (over a month of one venue's daily splits): bounds each answer; "More" asks for the next as many. */
 const PAGE_SIZE = 50;
 
+/** A share is a distribution's line for one membership: a worker who left and came back in one period holds two. */
+const shareKey = (s: MyShare) => `${s.distributionId}/${s.line?.memberId ?? ""}`;
+
 /**
- * The pages' shares in order, each once (by its distribution): the service's pages do not overlap, but a
- * row shown twice would be a share read as paid twice.
+ * The pages' shares in order, each once: the service's pages do not overlap, but a row shown twice would be a
+ * share read as paid twice. Once by distribution alone, a worker's second share in one distribution was not shown.
  */
 function distinctShares(pages: readonly ListMySharesResponse[]): MyShare[] {
   const seen = new Set<string>();
-  return pages.flatMap((p) => p.shares).filter((s) => !seen.has(s.distributionId) && Boolean(seen.add(s.distributionId)));
+  return pages.flatMap((p) => p.shares).filter((s) => !seen.has(shareKey(s)) && Boolean(seen.add(shareKey(s))));
 }
 
 /** How long the service lets a clock-in run before only a manager may end it (venue's shifts.ts). */
@@ -121,7 +124,7 @@ export default function Shares() {
       {current.map((m) => <VenueCard key={m.memberId} m={m} />)}
       <ul data-testid="my-shares" className="plain">
         {rows.map((s) => (
-          <li key={s.distributionId} className="notice" data-testid="share">
+          <li key={shareKey(s)} className="notice" data-testid="share">
             <strong>{t("shareLine", { amount: formatAmount(s.line?.amount, WALLET_CURRENCY), venue: s.venueName, start: date(s.period?.start), end: date(s.period?.end) })}</strong>
             {s.status === DistributionStatus.REVERSED ? <span className="error"> · {t("shareReversed")}</span> : null}
             {s.line ? <p data-testid="share-how">{vt("v_how")}: {shareHow(vt, s.line, s.poolTotal)}</p> : null}
