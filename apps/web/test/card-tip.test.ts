@@ -168,6 +168,19 @@ describe("card tips on the tip page (chromium at phone size, Stripe simulator)",
     assert.equal((await h.api(PaymentService, accessToken).listTips({})).tips.length, 1);
   });
 
+  test("a card tip under the card's least charge says that least, not 'Enter a whole amount.', and starts nothing", async () => {
+    const worker = await h.worker("Akinyi");
+    const code = await h.qrCode(worker);
+    const page = await h.phone();
+    await page.goto(code.url);
+    await page.getByLabel("Amount", { exact: true }).fill("50");
+    await page.getByLabel("Currency").selectOption("KES");
+    await page.getByRole("button", { name: "Pay by card" }).click();
+    await page.getByRole("alert").filter({ hasText: "A card tip is at least KES 100." }).waitFor();
+    const { accessToken } = await h.tokens(worker);
+    assert.equal((await h.api(PaymentService, accessToken).listTips({})).tips.length, 0);
+  });
+
   test("a declined card says so on the page and charges nothing", async () => {
     const { page } = await payByCard("Njeri", "pm_card_chargeDeclined");
     await page.getByRole("alert").filter({ hasText: /declined/i }).waitFor();

@@ -20,7 +20,7 @@ export type CardStart =
   // before: a page opened again after a lost answer): the status page shows it. seed: the form's seed from now on.
   | { ok: true; tipId: string; amountMinor: string; open: boolean; clientSecret: string; publishableKey: string; stripeJsUrl: string; statusUrl: string; seed: string }
   // ended: looked up (`find`), the tip under the key ended without money (declined, expired).
-  | { ok: false; error: "amount" | "limit" | "unavailable" | "busy" | "generic" | "ended" };
+  | { ok: false; error: "amount" | "least" | "limit" | "unavailable" | "busy" | "generic" | "ended" };
 
 /** What a card tip asks, without its key: the same from the same seed is the same tip (request-key.ts). */
 const cardIntent = (code: string, payload: string, amountMinor: bigint, currency: string) =>
@@ -45,6 +45,7 @@ export async function startCardTip(input: { code: string; payload: string; amoun
   } catch (err) {
     const e = ConnectError.from(err);
     if (e.code === Code.InvalidArgument && /amount: a card tip may be at most/.test(e.rawMessage)) return { ok: false, error: "limit" };
+    if (e.code === Code.InvalidArgument && /amount: a card tip is at least/.test(e.rawMessage)) return { ok: false, error: "least" };
     if (e.code === Code.InvalidArgument) return { ok: false, error: "amount" };
     if (e.code === Code.FailedPrecondition || e.code === Code.Unimplemented) return { ok: false, error: "unavailable" };
     if (overloaded(e)) return { ok: false, error: "busy" };

@@ -8,7 +8,7 @@ import { formatMoney } from "../../../lib/money";
 import { keepSeed, keptSeed } from "../../../lib/tip-seed";
 import { useWrite } from "../../../lib/use-write";
 import { startCardTip } from "./card-actions";
-import { CARD_CURRENCIES } from "@ttip/payment/card-currencies";
+import { CARD_CURRENCIES, STRIPE_LEAST_MINOR } from "@ttip/payment/card-currencies";
 
 interface StripeJs {
   elements(o: { clientSecret: string }): { create(kind: "payment"): { mount(el: HTMLElement): void } };
@@ -23,14 +23,14 @@ declare global {
 const WORDS = {
   en: {
     amount: "Amount", currency: "Currency", start: "Pay by card", pay: (a: string) => `Pay ${a} by card`, loading: "Loading the card form…",
-    amountBad: "Enter a whole amount.", limit: "That is above the card limit for one tip.", unavailable: "Card payments are not available right now. Please pay with M-Pesa.",
+    amountBad: "Enter a whole amount.", least: (a: string) => `A card tip is at least ${a}.`, limit: "That is above the card limit for one tip.", unavailable: "Card payments are not available right now. Please pay with M-Pesa.",
     ended: "This card payment did not go through, and nothing was charged. Press Pay by card to try again.",
     generic: "Something went wrong. Please try again.", busy: "TTIP is busy right now. Nothing was charged; please try again in a few seconds.", note: "Paid in your currency; the worker receives Kenya shillings at today's rate.",
     poolNote: "Paid in your currency; the team's pool receives Kenya shillings at today's rate.",
   },
   sw: {
     amount: "Kiasi", currency: "Sarafu", start: "Lipa kwa kadi", pay: (a: string) => `Lipa ${a} kwa kadi`, loading: "Inapakia fomu ya kadi…",
-    amountBad: "Weka kiasi kamili.", limit: "Kiasi hicho kinazidi kikomo cha kadi kwa tip moja.", unavailable: "Malipo kwa kadi hayapatikani sasa. Tafadhali lipa kwa M-Pesa.",
+    amountBad: "Weka kiasi kamili.", least: (a: string) => `Tip kwa kadi ni angalau ${a}.`, limit: "Kiasi hicho kinazidi kikomo cha kadi kwa tip moja.", unavailable: "Malipo kwa kadi hayapatikani sasa. Tafadhali lipa kwa M-Pesa.",
     ended: "Malipo haya ya kadi hayakufanikiwa, na hakuna pesa iliyotozwa. Bonyeza Lipa kwa kadi kujaribu tena.",
     generic: "Hitilafu imetokea. Tafadhali jaribu tena.", busy: "TTIP ina shughuli nyingi sasa hivi. Hakuna pesa iliyotozwa; tafadhali jaribu tena baada ya sekunde chache.", note: "Unalipa kwa sarafu yako; mfanyakazi anapokea shilingi za Kenya kwa bei ya leo.",
     poolNote: "Unalipa kwa sarafu yako; mfuko wa timu unapokea shilingi za Kenya kwa bei ya leo.",
@@ -82,7 +82,9 @@ export function CardForm({ locale, shortCode, payload, keySeed, defaultCurrency,
       setError("");
       const r = await startTip();
       if (!r.ok) {
-        setError(r.error === "amount" ? w.amountBad : r.error === "limit" ? w.limit : r.error === "unavailable" ? w.unavailable : r.error === "busy" ? w.busy : w.generic);
+        // The least as the service has it for the currency asked (the amount was refused beside it, not as a fraction).
+        const least = STRIPE_LEAST_MINOR[currency];
+        setError(r.error === "least" && least !== undefined ? w.least(formatMoney(least, currency)) : r.error === "amount" || r.error === "least" ? w.amountBad : r.error === "limit" ? w.limit : r.error === "unavailable" ? w.unavailable : r.error === "busy" ? w.busy : w.generic);
         return;
       }
       if (!r.open) return router.push(r.statusUrl);
