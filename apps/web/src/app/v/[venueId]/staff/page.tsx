@@ -98,7 +98,9 @@ export default function Staff() {
     e.preventDefault();
     const f = new FormData(e.currentTarget);
     const roleId = String(f.get("roleId") ?? "").trim();
-    const points = Number(String(f.get("points") ?? ""));
+    // Digits only: Number("") is 0, and a cleared field saved the role at 0 points (its members paid nothing from the pool).
+    const typed = String(f.get("points") ?? "").trim();
+    const points = /^\d{1,4}$/.test(typed) ? Number(typed) : NaN;
     setNote("");
     if (!/^[a-z][a-z0-9_]{1,31}$/.test(roleId)) return (setError(t("v_errRoleId")), focusField("roleId"));
     if (!Number.isInteger(points) || points < 0 || points > 1000) return (setError(t("v_errPoints")), focusField("points"));
