@@ -186,9 +186,13 @@ export class Members {
       const other = await tx.query(`SELECT 1 FROM venue.members WHERE venue_id = $1 AND worker_id = $2 AND left_at IS NULL`, [m.venue_id, caller.subject]);
       if (other.rowCount) throw new AlreadyExistsError("token: you are already on this venue's staff");
       const from = (await this.managers.account(caller.subject))?.phone;
+      // A worker back at the venue starts no earlier than they left: hours recorded on the old membership in an
+      // overlap counted on both (a split adds a worker's memberships), paid twice from the pool.
       const { rows: done } = await tx.query<MemberRow>(
-        `UPDATE venue.members SET worker_id = $2, accepted_at = now(), accepted_phone = NULLIF($3, phone) WHERE member_id = $1 RETURNING *`,
-        [m.member_id, caller.subject, from ?? null]);
+        `UPDATE venue.members SET worker_id = $2, accepted_at = now(), accepted_phone = NULLIF($3, phone),
+           joined_at = GREATEST(joined_at, (SELECT max(left_at) FROM venue.members WHERE venue_id = $4 AND worker_id = $2 AND left_at IS NOT NULL))
+         WHERE member_id = $1 RETURNING *`,
+        [m.member_id, caller.subject, from ?? null, m.venue_id]);
       await memberEvent(tx, done[0], "joined");
       await audit(tx, m.venue_id, caller.subject, "member.joined", { member_id: m.member_id });
       await this.setQrStaff(done[0], true);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { fromBinary } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { VenueDistributionReversedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
@@ -536,6 +537,11 @@ describe("venue staff, shifts and pooled tips", () => {
       v.api.recordShift({ venueId: v.venueId, memberId, startedAt: ts(at(from)), endedAt: ts(at(to)), idempotencyKey: randomUUID() });
     await shift(baraka.memberId, 0, 2);
     await v.api.removeMember({ venueId: v.venueId, memberId: baraka.memberId, leftAt: ts(at(3)) });
+    // Invited back from before he left: he starts when he left (before, hours of that overlap counted on both memberships).
+    const early = await h.join(v, "Baraka", "front_of_house", at(2), baraka.workerId);
+    const { members } = await v.api.listMembers({ venueId: v.venueId, includeLeft: true });
+    assert.equal(timestampDate(members.find((m) => m.memberId === early.memberId)!.joinedAt!).getTime(), at(3).getTime());
+    await v.api.removeMember({ venueId: v.venueId, memberId: early.memberId, leftAt: ts(at(4)) });
     const back = await h.join(v, "Baraka", "front_of_house", at(4), baraka.workerId);
     assert.equal(back.workerId, baraka.workerId);
     await shift(back.memberId, 5, 6);
