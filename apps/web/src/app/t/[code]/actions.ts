@@ -82,9 +82,10 @@ export async function payTip(_prev: TipFormState, form: FormData): Promise<TipFo
   }
 
   const recipient = recipientOf(shortCode, payload);
-  // The key follows what is asked: a retry of this request replays it, an edited one is a new tip.
+  // The key follows what is asked of M-Pesa: a retry of this request replays it, an edited one is a new tip. Not the
+  // receipt's address, which a page opened again after a lost answer does not keep: with it, the retry was a second tip.
   // A page from before seeds posts its key, sent as it is (as that page's server did).
-  const key = state.seed ? requestKey(state.seed, JSON.stringify([recipient, amountMinor!.toString(), currency, phone, values.cover, values.email])) : text(form, "key");
+  const key = state.seed ? requestKey(state.seed, JSON.stringify([recipient, amountMinor!.toString(), currency, phone, values.cover])) : text(form, "key");
   let tipId: string;
   try {
     const { tip } = await serverClient(PaymentService, { locale }).createTip({
