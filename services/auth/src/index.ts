@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { AuthService, AuthAdminService, AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import type { ConnectRouter } from "@connectrpc/connect";
-import { perContext, type HttpFilter, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
+import { clockOf, perContext, type HttpFilter, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
 import { accountHandlers } from "./account.js";
 import { adminHandlers } from "./admin.js";
 import { startAdminAudit } from "./audit.js";
@@ -10,7 +10,7 @@ import { loadAuthConfig, type AuthConfig } from "./config.js";
 import { createCore, type AuthCore } from "./core.js";
 import { deviceHandlers } from "./devices.js";
 import { internalHandlers } from "./internal.js";
-import { loginHandlers } from "./login.js";
+import { loginHandlers, pruneOtpChallenges } from "./login.js";
 import { remarkRecentRevocations } from "./sessions.js";
 import { partnerWebhooks, PARTNER_SERVICES, type HostResolver, type PartnerWebhooks } from "./partners/index.js";
 import { NotificationOtpSender, SmsApiOtpSender, type OtpSender } from "./otp-sender.js";
@@ -120,7 +120,7 @@ function jwksEndpoint(ctx: ServiceContext, core: AuthCore): HttpFilter {
 /** Starts the admin audit and partner webhook consumers, and the SMS simulator when OTPs need one; returns the stop. */
 async function startAuth(ctx: ServiceContext, options: AuthOptions, configOf: () => AuthConfig, webhooks: PartnerWebhooks, sms: SmsSimulatorSlot, core: AuthCore): Promise<() => Promise<void>> {
   const stopAudit = await startAdminAudit(ctx);
-  const stopConsumers = stopBoth(await webhooks.start(), stopBoth(stopAudit, remarkingRevocations(ctx, core)));
+  const stopConsumers = stopBoth(await webhooks.start(), stopBoth(stopAudit, stopBoth(remarkingRevocations(ctx, core), pruningOtpChallenges(ctx))));
   const c = configOf();
   if (options.otpSender || c.otpSender !== "sms" || c.sms.url) return stopConsumers;
   if (c.production) {
@@ -142,11 +142,20 @@ async function startAuth(ctx: ServiceContext, options: AuthOptions, configOf: ()
 function remarkingRevocations(ctx: ServiceContext, core: AuthCore): () => Promise<void> {
   const every = core.config.revocationRemarkMs;
   if (!every) return async () => undefined;
+  return repeating(ctx, every, () => remarkRecentRevocations(core), "recent revocations not written again; the next pass tries");
+}
+
+/** Deletes sign-in codes a day past their expiry, hourly (pruneOtpChallenges); returns the stop. */
+function pruningOtpChallenges(ctx: ServiceContext): () => Promise<void> {
+  return repeating(ctx, 3_600_000, () => pruneOtpChallenges(ctx.pool, clockOf(ctx).now()), "expired sign-in codes not deleted; the next pass tries");
+}
+
+/** Runs `pass` every `every` ms, one at a time (a slow one skips a turn rather than piling passes up); returns the stop. */
+function repeating(ctx: ServiceContext, every: number, pass: () => Promise<unknown>, failed: string): () => Promise<void> {
   let running: Promise<unknown> | undefined;
   const timer = setInterval(() => {
-    // One pass at a time: a slow Redis skips a turn rather than piling passes up.
-    running ??= remarkRecentRevocations(core)
-      .catch((err) => ctx.logger.warn({ err }, "recent revocations not written again; the next pass tries"))
+    running ??= pass()
+      .catch((err) => ctx.logger.warn({ err }, failed))
       .finally(() => (running = undefined));
   }, every);
   timer.unref();

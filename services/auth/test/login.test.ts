@@ -5,6 +5,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { fromBinary } from "@bufbuild/protobuf";
 import { AuditAction, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { UserRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { OTP_KEPT_AFTER_EXPIRY_MS, pruneOtpChallenges } from "../src/login.js";
 import { weakPinReason } from "../src/pin.js";
 import { OTP_RESEND_MS, randomIp, startHarness, subjectOf, type Harness } from "./harness.js";
 import { testPhone } from "@ttip/runtime/testing";
@@ -97,6 +98,18 @@ describe("auth: phone OTP, PIN and lockout", () => {
     assert.match(refused!.rawMessage, /a newer one was sent: use the newest code/);
     const signedIn = await h.api().verifyPhoneOtp({ challengeId: second.challengeId, otp: second.otp });
     assert.ok(signedIn.newUser && signedIn.tokens?.accessToken, "the newest code signs in");
+  });
+
+  test("sign-in codes are deleted a day past their expiry (each holds the full number it was sent to); younger ones are kept", async () => {
+    const [old, young] = [testPhone(), testPhone()];
+    const { challengeId: oldId } = await h.api().startPhoneVerification({ phone: old });
+    const { challengeId: youngId } = await h.api().startPhoneVerification({ phone: young });
+    const now = h.clock.now();
+    await h.t.db.pool.query("UPDATE auth.otp_challenges SET expires_at = $2 WHERE challenge_id = $1", [oldId, new Date(now - OTP_KEPT_AFTER_EXPIRY_MS - 1_000)]);
+    await h.t.db.pool.query("UPDATE auth.otp_challenges SET expires_at = $2 WHERE challenge_id = $1", [youngId, new Date(now - OTP_KEPT_AFTER_EXPIRY_MS + 60_000)]);
+    assert.ok((await pruneOtpChallenges(h.t.db.pool, now)) >= 1);
+    const { rows } = await h.t.db.pool.query("SELECT challenge_id FROM auth.otp_challenges WHERE challenge_id = ANY($1::uuid[])", [[oldId, youngId]]);
+    assert.deepEqual(rows.map((r) => r.challenge_id), [youngId]);
   });
 
   test("resend cool-down, per-phone and per-IP limits answer RESOURCE_EXHAUSTED", async () => {
