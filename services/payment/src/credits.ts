@@ -178,14 +178,15 @@ const PAYOUT_SETTINGS_OF_S = PAYOUT_SETTINGS_COLUMNS.map((c) => `s.${c} AS payou
 
 /**
  * The CTEs marking the automatic payout of each credited worker (`workers`: a query of worker_id) to be looked at
- * by reconciliation at `checkAt` (a parameter), unless one is due already or payouts are held (their release
- * marks one due). A row another statement holds is
- * skipped, not waited for: the credits of two statements lock tips first and these rows after, and a worker's
- * row locked by another recording is being marked by it.
+ * by reconciliation at `checkAt` (a parameter), unless one is due as late already or payouts are held (their release
+ * marks one due). The latest credit's mark wins: an earlier credit's start, which read the balance before this
+ * credit, settles only its own mark (settleAutoPayoutCheck), so it cannot clear this one. A row another statement
+ * holds is skipped, not waited for: the credits of two statements lock tips first and these rows after, and a
+ * worker's row locked by another recording is being marked by it.
  */
 const AUTO_PAYOUT_CHECK_CTES = (workers: string, checkAt: string) => `checked AS MATERIALIZED (
        SELECT s.worker_id FROM payment.payout_settings s
-        WHERE s.worker_id IN (${workers}) AND s.auto_payout AND NOT s.payouts_on_hold AND s.auto_payout_due_at IS NULL
+        WHERE s.worker_id IN (${workers}) AND s.auto_payout AND NOT s.payouts_on_hold AND (s.auto_payout_due_at IS NULL OR s.auto_payout_due_at < ${checkAt})
         ORDER BY s.worker_id FOR UPDATE OF s SKIP LOCKED),
      due AS (
        UPDATE payment.payout_settings s SET auto_payout_due_at = ${checkAt} FROM checked c WHERE s.worker_id = c.worker_id)`;

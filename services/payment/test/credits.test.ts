@@ -15,6 +15,7 @@ import { AUTO_PAYOUT_CHECK_AFTER_CREDIT_MS } from "../src/config.js";
 import { postCredit, recordCredits } from "../src/credits.js";
 import { DarajaClient } from "../src/daraja/client.js";
 import { autoPayout, startPayout } from "../src/payouts.js";
+import { releasePayouts, settleAutoPayoutCheck } from "../src/stores/payout-settings.js";
 import { type EntryToPost, Ledger } from "../src/ledger.js";
 import { REVIEW_CLAIM_GRACE_MS } from "../src/review-resumer.js";
 import { loadTip, type Deps, type TipRow } from "../src/tips.js";
@@ -422,6 +423,33 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     await Promise.all([...(full.background as Set<Promise<unknown>>)]);
     assert.equal((await payouts(liveWorker)).length, 1, "started at once");
     assert.equal((await h.t.db.pool.query("SELECT auto_payout_due_at FROM payment.payout_settings WHERE worker_id = $1", [liveWorker])).rows[0].auto_payout_due_at, null);
+  });
+
+  test("the latest credit's look wins: an earlier credit's start, which read the balance before it, cannot clear it; a release of payouts looks at once", async () => {
+    const worker = randomUUID();
+    await h.t.db.pool.query("INSERT INTO payment.payout_settings (worker_id, auto_payout, auto_payout_minimum_minor, payout_phone) VALUES ($1, true, 100, $2)", [worker, `254${phone().slice(1)}`]);
+    const [first, second] = await decidedTips(worker, [10_000n, 20_000n]);
+    const { deps } = depsWith(new WatchedLedger(h.t.ctx));
+    const marks: (Date | undefined)[] = [];
+    // No start here: each credit's mark is kept to settle by hand, as its start would.
+    deps.afterCredit = async (_tip, _settings, checkAt) => void marks.push(checkAt);
+    const due = async () => (await h.t.db.pool.query<{ auto_payout_due_at: Date | null }>("SELECT auto_payout_due_at FROM payment.payout_settings WHERE worker_id = $1", [worker])).rows[0].auto_payout_due_at;
+    assert.equal(await postCredit(deps, first.tip_id, first), true);
+    await Promise.all([...(deps.background as Set<Promise<unknown>>)]);
+    h.clock.advance(1_000);
+    assert.equal(await postCredit(deps, second.tip_id, second), true);
+    await Promise.all([...(deps.background as Set<Promise<unknown>>)]);
+    assert.equal(marks.length, 2);
+    assert.equal((await due())?.getTime(), marks[1]!.getTime(), "the second credit's look");
+    // The first credit's start ends (it paid what it read, without the second tip): before, it cleared the only mark.
+    await settleAutoPayoutCheck(h.t.db.pool, worker, marks[0], null);
+    assert.equal((await due())?.getTime(), marks[1]!.getTime(), "still looked at");
+    // Payouts held, then released: due now, not at the credit's look, which that credit's start would settle.
+    await h.t.db.pool.query("UPDATE payment.payout_settings SET payouts_on_hold = true WHERE worker_id = $1", [worker]);
+    const releasedAt = new Date(h.clock.now());
+    assert.equal(await releasePayouts(h.t.db.pool, worker, releasedAt), true);
+    await settleAutoPayoutCheck(h.t.db.pool, worker, marks[1], null);
+    assert.equal((await due())?.getTime(), releasedAt.getTime());
   });
 
   /**
