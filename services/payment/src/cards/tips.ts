@@ -109,12 +109,13 @@ export async function createCardTip(deps: Deps, t: NewCardTip): Promise<CreatedC
     throw fieldError("amount", `PayPal tips are taken in ${PAYPAL_CURRENCIES.join(", ")}, not ${t.amount.currency}; pay ${t.amount.currency} by card or M-Pesa`);
   }
   if (t.amount.amountMinor > MAX_CARD_MINOR) throw fieldError("amount", "too large for a tip");
-  // Refused here, before anything is stored: Stripe's refusal came after the tip's start, as "try again", which failed again.
-  const least = t.provider === "stripe" ? STRIPE_LEAST_MINOR[t.amount.currency] : undefined;
-  if (least !== undefined && t.amount.amountMinor < least) throw fieldError("amount", `a card tip is at least ${formatMoney(least, t.amount.currency)}`);
 
   const { quote, paysKes } = await quoteCard(deps, t);
   const pays = quote.customerPays!.amountMinor;
+  // What the card is charged (the fee in it when the customer covers it), refused here before anything is stored:
+  // Stripe's refusal came after the tip's start, as "try again", which failed again.
+  const least = t.provider === "stripe" ? STRIPE_LEAST_MINOR[t.amount.currency] : undefined;
+  if (least !== undefined && pays < least) throw fieldError("amount", `a card tip is at least ${formatMoney(least, t.amount.currency)}`);
   const walletMinor = quote.workerReceives!.amountMinor;
   const share = quote.conversion?.from?.amountMinor ?? walletMinor;
   if (paysKes > config.rules.maxPerTipKesMinor) {
