@@ -106,9 +106,9 @@ export class Members {
         const m = prior[0];
         if (m.phone !== phone) throw new IdempotencyConflictError(input.key, "invitation");
         if (m.worker_id || m.left_at) return { member: m, made: false };
-        // Still as invited: another role or start under the key is another request (both weigh in the splits),
-        // which before was answered with the first as if it had been taken.
-        if (m.role_id !== input.roleId || (input.joinedAt && m.joined_at.getTime() !== joinedAt.getTime())) throw new IdempotencyConflictError(input.key, "invitation");
+        // Another start under the key is another request (it weighs in the splits), which before was answered with the
+        // first as if it had been taken. Not the role: a manager may have changed it since (UpdateMember).
+        if (input.joinedAt && m.joined_at.getTime() !== joinedAt.getTime()) throw new IdempotencyConflictError(input.key, "invitation");
         if (!resendMakesLink({ sentAt: m.invite_sent_at, sendKey: m.invite_send_key, texted: m.invite_texted }, input.key, now)) return { member: m, made: false };
         await this.budgets.charge(phone, venue.venueId, caller.subject);
         return { member: await replaceLink(tx, m, link, input.key), made: true };

@@ -99,10 +99,9 @@ describe("invitation links: they expire, and a pending invitation is texted a ne
     const repeated = await v.api.inviteMember(invite);
     assert.deepEqual([repeated.member!.memberId, repeated.invitationSent], [memberId, true]);
     assert.deepEqual([linksTo(phone, "").length, await staffHash(memberId)()], [textedFirst, hashFirst]);
-    // Under that key with another role, or another start: another request, refused (before, answered with the first as if taken).
-    for (const other of [{ roleId: "kitchen" }, { joinedAt: timestampFromDate(new Date(clock.now() + 86_400_000)) }]) {
-      await assert.rejects(v.api.inviteMember({ ...invite, ...other }), (e: ConnectError) => e.code === Code.AlreadyExists && /key/.test(e.message));
-    }
+    // Under that key with another start: another request, refused (before, answered with the first as if taken).
+    await assert.rejects(v.api.inviteMember({ ...invite, joinedAt: timestampFromDate(new Date(clock.now() + 86_400_000)) }),
+      (e: ConnectError) => e.code === Code.AlreadyExists && /key/.test(e.message));
     const anyone = h.t.client(VenueService);
     assert.deepEqual([(await anyone.getInvitation({ token: first })).venueName, (await anyone.getInvitation({ token: first })).expired], ["Kilimanjaro Bar", false]);
 
