@@ -187,10 +187,11 @@ export class Members {
       if (other.rowCount) throw new AlreadyExistsError("token: you are already on this venue's staff");
       const from = (await this.managers.account(caller.subject))?.phone;
       // A worker back at the venue starts no earlier than they left: hours recorded on the old membership in an
-      // overlap counted on both (a split adds a worker's memberships), paid twice from the pool.
+      // overlap counted on both (a split adds a worker's memberships), paid twice from the pool. Only memberships that
+      // lasted count: one removed before its start (left when it was to begin) held no hours.
       const { rows: done } = await tx.query<MemberRow>(
         `UPDATE venue.members SET worker_id = $2, accepted_at = now(), accepted_phone = NULLIF($3, phone),
-           joined_at = GREATEST(joined_at, (SELECT max(left_at) FROM venue.members WHERE venue_id = $4 AND worker_id = $2 AND left_at IS NOT NULL))
+           joined_at = GREATEST(joined_at, (SELECT max(left_at) FROM venue.members WHERE venue_id = $4 AND worker_id = $2 AND left_at > joined_at))
          WHERE member_id = $1 RETURNING *`,
         [m.member_id, caller.subject, from ?? null, m.venue_id]);
       await memberEvent(tx, done[0], "joined");

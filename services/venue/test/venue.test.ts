@@ -527,6 +527,15 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.deepEqual(paged, [d.distributionId, d.distributionId, redo.distribution!.distributionId]);
   });
 
+  test("a hire removed before its start held no hours: hired again from now, the worker starts now, not on the cancelled start", async () => {
+    const v = await h.newVenue("Nyama Choma Corner");
+    const later = await h.join(v, "Juma", "kitchen", new Date(Date.now() + 7 * 24 * HOUR));
+    await v.api.removeMember({ venueId: v.venueId, memberId: later.memberId });
+    const again = await h.join(v, "Juma", "kitchen", undefined, later.workerId);
+    const { members } = await v.api.listMembers({ venueId: v.venueId });
+    assert.ok(timestampDate(members.find((m) => m.memberId === again.memberId)!.joinedAt!).getTime() <= Date.now(), "starts now");
+  });
+
   test("a worker who left and came back within the period is one line, their hours added, and the split is confirmed", async () => {
     const start = new Date(Date.now() - 10 * HOUR);
     const at = (hours: number) => new Date(start.getTime() + hours * HOUR);
@@ -542,6 +551,7 @@ describe("venue staff, shifts and pooled tips", () => {
     const { members } = await v.api.listMembers({ venueId: v.venueId, includeLeft: true });
     assert.equal(timestampDate(members.find((m) => m.memberId === early.memberId)!.joinedAt!).getTime(), at(3).getTime());
     await v.api.removeMember({ venueId: v.venueId, memberId: early.memberId, leftAt: ts(at(4)) });
+
     const back = await h.join(v, "Baraka", "front_of_house", at(4), baraka.workerId);
     assert.equal(back.workerId, baraka.workerId);
     await shift(back.memberId, 5, 6);
