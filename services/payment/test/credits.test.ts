@@ -15,7 +15,7 @@ import { AUTO_PAYOUT_CHECK_AFTER_CREDIT_MS } from "../src/config.js";
 import { postCredit, recordCredits } from "../src/credits.js";
 import { DarajaClient } from "../src/daraja/client.js";
 import { autoPayout, startPayout } from "../src/payouts.js";
-import { releasePayouts, settleAutoPayoutCheck } from "../src/stores/payout-settings.js";
+import { clearAutoPayoutDue, releasePayouts, settleAutoPayoutCheck } from "../src/stores/payout-settings.js";
 import { type EntryToPost, Ledger } from "../src/ledger.js";
 import { REVIEW_CLAIM_GRACE_MS } from "../src/review-resumer.js";
 import { loadTip, type Deps, type TipRow } from "../src/tips.js";
@@ -450,6 +450,14 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     assert.equal(await releasePayouts(h.t.db.pool, worker, releasedAt), true);
     await settleAutoPayoutCheck(h.t.db.pool, worker, marks[1], null);
     assert.equal((await due())?.getTime(), releasedAt.getTime());
+    // A mark due already (a pass that found the payouts held is about to clear it): the release's is a time of its own.
+    const overdue = new Date(h.clock.now() - 60_000);
+    await h.t.db.pool.query("UPDATE payment.payout_settings SET payouts_on_hold = true, auto_payout_due_at = $2 WHERE worker_id = $1", [worker, overdue]);
+    h.clock.advance(1_000);
+    const again = new Date(h.clock.now());
+    assert.equal(await releasePayouts(h.t.db.pool, worker, again), true);
+    await clearAutoPayoutDue(h.t.db.pool, worker, overdue);
+    assert.equal((await due())?.getTime(), again.getTime(), "the release's look is not cleared with the pass's");
   });
 
   /**

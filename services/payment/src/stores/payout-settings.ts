@@ -98,14 +98,15 @@ export async function holdPayouts(tx: Queryable, workerId: string, reason: strin
 
 /**
  * False when the worker's payouts were not on hold (nothing changed). A worker with automatic payouts has one due
- * `now` (or sooner): what came in during the hold, and a due payout the hold dropped, are paid out by reconciliation's
- * pass, not left in the wallet until the next tip. Not a credit's later look kept instead: that credit's start
- * settled it, and the look at the release went with it.
+ * `now`, whatever was marked: what came in during the hold, and a due payout the hold dropped, are paid out by
+ * reconciliation's pass, not left in the wallet until the next tip. A mark kept instead (a credit's look, one due
+ * already) was cleared by whoever was settling it (that credit's start, a pass that found the payouts held), and the
+ * look at the release went with it; a time of its own no one else is clearing.
  */
 export async function releasePayouts(tx: Queryable, workerId: string, now: Date): Promise<boolean> {
   const { rowCount } = await tx.query(
     `UPDATE payment.payout_settings SET payouts_on_hold = false, hold_reason = '', held_at = NULL, held_by = NULL, updated_at = now(),
-       auto_payout_due_at = CASE WHEN auto_payout THEN LEAST(COALESCE(auto_payout_due_at, $2), $2) ELSE auto_payout_due_at END
+       auto_payout_due_at = CASE WHEN auto_payout THEN $2 ELSE auto_payout_due_at END
      WHERE worker_id = $1 AND payouts_on_hold`,
     [workerId, now],
   );
