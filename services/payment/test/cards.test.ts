@@ -1189,7 +1189,7 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     await assert.rejects(cardTip(worker, USD(200_000)), (e: ConnectError) => e.code === Code.InvalidArgument && /amount: a card tip may be at most KES 100000/.test(e.message));
     await assert.rejects(cardTip(worker, { currency: "JPY", amountMinor: 1000n }), (e: ConnectError) => e.code === Code.InvalidArgument && /amount/.test(e.message));
     // Under Stripe's least charge: before, stored, refused by Stripe, failed as "try again", and failed again.
-    for (const [least, under] of [["USD 0.50", USD(45)], ["GBP 0.40", { currency: "GBP", amountMinor: 39n }], ["KES 100", { currency: "KES", amountMinor: 99_00n }]] as const) {
+    for (const [least, under] of [["USD 0.50", USD(45)], ["GBP 0.50", { currency: "GBP", amountMinor: 45n }], ["KES 100", { currency: "KES", amountMinor: 99_00n }]] as const) {
       await assert.rejects(cardTip(worker, under), (e: ConnectError) => e.code === Code.InvalidArgument && e.message.includes(`amount: a card tip is at least ${least}`));
     }
     const { rows } = await h.t.db.pool.query("SELECT count(*) FROM payment.tips WHERE worker_id = $1", [worker]);
