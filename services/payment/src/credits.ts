@@ -30,7 +30,7 @@ export interface RecordedCredit {
   row: TipRow;
   /** Undefined when not read with the row: the automatic payout reads them. */
   settings?: PayoutSettings | null;
-  /** The look at the worker's automatic payout the recording marked (if it marked one): the start settles it. */
+  /** The time of the look at the worker's automatic payout the recording marked, if it marked one: the start settles it. */
   autoPayoutCheckAt?: Date;
 }
 
@@ -44,11 +44,10 @@ export interface CreditToRecord {
   /**
    * When reconciliation's pass looks at the worker's automatic payout (the service's clock), set with the credit:
    * the payout starts in this process only after the commit, and a process that died in between left the balance
-   * in the wallet, unseen, until the worker's next tip. The start, once it has run, makes the look a no-op.
+   * in the wallet, unseen, until the worker's next tip. The start, once it has run, settles the look.
    */
   autoPayoutCheckAt: Date;
 }
-
 
 /** Tips to post, each answered with its entry's id or the error that refused it. */
 const postings = groupCommitPer((deps: Deps) => new GroupCommit<TipRow, string | Error>(POST_ENTRIES_MAX, (tips) => postGroup(deps, tips), CREDITS_WAITING_MAX));
