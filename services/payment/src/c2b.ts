@@ -37,6 +37,9 @@ export interface C2bPayment {
   payer: string;
 }
 
+/** The longest account reference taken as written (whole, never cut: a cut one could name a code the whole does not). */
+const BILL_REF_MAX = 200;
+
 /** Strict on what we rely on; the rest (names, MSISDN, balance) is never read. */
 export function parseC2bPayment(json: unknown): C2bPayment | undefined {
   if (!json || typeof json !== "object" || Array.isArray(json)) return undefined;
@@ -48,7 +51,9 @@ export function parseC2bPayment(json: unknown): C2bPayment | undefined {
   const type = text(b.TransactionType) ?? "";
   if (!transId || !/^[A-Z0-9]{10}$/.test(transId)) return undefined;
   if (!shortCode || !/^\d{5,7}$/.test(shortCode)) return undefined;
-  if (billRef === undefined || billRef.length > 40 || type.length > 40) return undefined;
+  // A reference typed long (a banking app's free text) is still a payment: kept whole, it names no code and waits in
+  // suspense for support. Refused at 40 characters, it was unreadable, and the money had nowhere to go.
+  if (billRef === undefined || billRef.length > BILL_REF_MAX || type.length > 40) return undefined;
   if (b.TransAmount === undefined) return undefined;
   return {
     transactionType: type,

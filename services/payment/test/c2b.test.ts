@@ -282,6 +282,15 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(!line.includes(payer.slice(-6)), "the payer's number is not logged");
   });
 
+  test("a confirmation whose account reference is typed long (a banking app's free text) waits in suspense, not unreadable", async () => {
+    const transId = `R${randomUUID().replaceAll("-", "").slice(0, 9).toUpperCase()}`;
+    const typed = `Tip for the waiter at table 4, thank you very much ${"!".repeat(20)}`;
+    assert.equal((await h.post(`/c2b/${TOKEN}/confirmation`, confirmation(transId, typed, "100.00"))).status, 200);
+    const row = await c2bRow(transId);
+    assert.ok(row, "recorded (before: unreadable over 40 characters, and nowhere to place it)");
+    assert.deepEqual([row.outcome, row.resolution, row.bill_ref_number], ["suspense", "open", typed]);
+  });
+
   test("the simulator's pay endpoint, as make run prints it, names a wrong field and pays nothing", async () => {
     const w = await worker();
     const before = h.sim.transactions().length;
