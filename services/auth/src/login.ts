@@ -213,6 +213,8 @@ function setPinHandler(core: AuthCore): Impl["setPin"] {
     weakPin("pin", req.pin, user.birth_year);
     const pinHash = await hashPin(req.pin);
     await withTransaction(pool, async (tx) => {
+      // Signed out everywhere while the PIN was hashed: a PIN chosen by the revoked session would stay the account's.
+      await requireSessionLive(tx, sessionId);
       const set = await tx.query("UPDATE auth.users SET pin_hash = $2, updated_at = now() WHERE user_id = $1 AND pin_hash IS NULL", [
         caller.subject, pinHash,
       ]);

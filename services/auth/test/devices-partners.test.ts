@@ -375,6 +375,19 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     assert.ok(await h.loginWithPin(phone, "4826"), "the PIN is unchanged");
   });
 
+  test("a session revoked while SetPin hashed the PIN sets none", async () => {
+    const phone = testPhone();
+    const { tokens, userId } = await h.signUp(phone);
+    const me = h.api(tokens.accessToken);
+    await me.listDevices({}); // the session's state is cached as active, as at the start of a call
+    const sid = JSON.parse(Buffer.from(tokens.accessToken.split(".")[1], "base64url").toString()).sid as string;
+    await h.t.db.pool.query("UPDATE auth.sessions SET revoked_at = now(), revoked_reason = 'revoke all' WHERE session_id = $1", [sid]);
+    // Before, the revoked session's PIN became the account's: its owner had to reset it, holding their payouts a day.
+    assert.equal(await fails(me.setPin({ pin: "4826" })), Code.Unauthenticated);
+    const { rows } = await h.t.db.pool.query("SELECT pin_hash FROM auth.users WHERE user_id = $1", [userId]);
+    assert.equal(rows[0].pin_hash, null);
+  });
+
   // Last in this file: it moves the service's clock a day on.
   test("a PIN reset by SMS code alone: no key approves a payout, a payout number or an admin action for a day, neither one added after it nor one the account had (a lost phone keeps its key)", async () => {
     const phone = testPhone();
