@@ -227,7 +227,15 @@ export function fcm(cfg: ProviderConfig["fcm"], timeoutMs: number): Provider {
       );
       if (isOutcome(res)) return res;
       const text = await res.text();
-      if (res.status === 200) return { ok: true, messageId: (JSON.parse(text) as { name: string }).name };
+      if (res.status === 200) {
+        try {
+          return { ok: true, messageId: (JSON.parse(text) as { name: string }).name };
+        } catch {
+          // Accepted, its answer unread (a proxy's page): the push may be on its way. Thrown, the send was left
+          // 'sending' until its lease ran out, then sent again to every device.
+          return { ok: false, kind: "in_doubt", error: "unreadable 200 answer" };
+        }
+      }
       let status = "";
       try {
         const err = JSON.parse(text).error as { status?: string; details?: { errorCode?: string }[] };

@@ -55,6 +55,8 @@ export class ProviderSimulator {
   readonly outage = new Set<SimulatedProvider>();
   /** Providers that take a send and never answer (a timeout after the message may have gone). */
   readonly stalled = new Set<SimulatedProvider>();
+  /** Providers that take a send and answer 200 with a body that is not theirs (a proxy's page in between); FCM only. */
+  readonly garbled = new Set<SimulatedProvider>();
   /** Numbers (E.164) whose sends Africa's Talking takes at once but answers only after this many ms. */
   readonly slowAnswers = new Map<string, number>();
   /** Numbers (E.164) whose sends Africa's Talking answers with this message id instead of its own (a malformed one, say). */
@@ -268,6 +270,7 @@ export class ProviderSimulator {
     }
     const name = `projects/${project}/messages/0:${Date.now()}%${randomBytes(8).toString("hex")}`;
     this.sent.push({ provider: "fcm", id: name, to: message.token, subject: message.notification?.title ?? "", body: message.notification?.body ?? "", callbackUrl: "", customArgs: {} });
+    if (this.garbled.has("fcm")) return reply(res, 200, "<html><body>Welcome</body></html>");
     reply(res, 200, { name });
   }
 

@@ -838,6 +838,28 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(tokens.rowCount, 0);
   });
 
+  test("a push FCM answers 200 with a body that is not its own is in doubt at once: recorded so, not resent", async () => {
+    const workerId = randomUUID();
+    const token = `fcm-garbled-${workerId}`;
+    await asUser(workerId).registerPushToken({ token, platform: "android" });
+    sim.garbled.add("fcm");
+    try {
+      const push = await internal().sendNotification({
+        idempotencyKey: `push-${randomUUID()}`,
+        recipient: { case: "userId", value: workerId },
+        templateKey: TemplateKey.PAYOUT_SENT,
+        channels: [Channel.PUSH],
+        variables: { amount: "KES 20", phone: "2547******00", reference: "QK6" },
+      });
+      // Before, the send threw: left 'sending' for its lease (a minute), then sent again.
+      const d = await deliveryIn(push.deliveryIds[0], DeliveryStatus.FAILED);
+      assert.deepEqual(d.attempts.map((a) => a.error), ["in doubt: unreadable 200 answer"]);
+    } finally {
+      sim.garbled.delete("fcm");
+    }
+    assert.equal(sim.sent.filter((m) => m.to === token).length, 1, "sent once");
+  });
+
   test("a user keeps at most MAX_PUSH_TOKENS_PER_USER push tokens: the oldest go, and a push goes to the ones kept", async () => {
     const workerId = randomUUID();
     const tokens = Array.from({ length: MAX_PUSH_TOKENS_PER_USER + 2 }, (_, i) => `fcm-many-${i}-${workerId}`);
