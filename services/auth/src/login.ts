@@ -17,6 +17,12 @@ import { getUser, USER_COLUMNS, roleName, type UserRow } from "./users.js";
 type Impl = ServiceImpl<typeof AuthService>;
 
 const OTP_TTL_MS = 5 * 60_000;
+const OTP_MAX_TRIES = 5;
+const PIN_SESSION_TTL_MS = 5 * 60_000;
+/** How long after a verified OTP the same challenge may still reset the PIN. */
+const RESET_WINDOW = "10 minutes";
+
+const otpDigest = (core: AuthCore, challengeId: string, code: string) => hmacSha256(core.sealer.otpKey, `${challengeId}:${code}`);
 
 /** How long a sign-in code is kept past its expiry (support's look at a failed sign-in). */
 export const OTP_KEPT_AFTER_EXPIRY_MS = 86_400_000;
@@ -39,12 +45,6 @@ export async function pruneOtpChallenges(pool: Pool, now: number): Promise<numbe
   }
   return deleted;
 }
-const OTP_MAX_TRIES = 5;
-const PIN_SESSION_TTL_MS = 5 * 60_000;
-/** How long after a verified OTP the same challenge may still reset the PIN. */
-const RESET_WINDOW = "10 minutes";
-
-const otpDigest = (core: AuthCore, challengeId: string, code: string) => hmacSha256(core.sealer.otpKey, `${challengeId}:${code}`);
 
 function weakPin(field: string, pin: string, birthYear?: number | null): void {
   const reason = weakPinReason(pin, birthYear);

@@ -142,10 +142,6 @@ async function handleUssd(deps: Deps, req: Req, res: Res, token: string): Promis
 }
 
 /**
- * A confirmation from M-Pesa's addresses on the right path that cannot be read: M-Pesa may have moved money that
- * no payment records, and it never sends a confirmation again, so support is told (its raw body is kept).
- */
-/**
  * A confirmation M-Pesa sent that could not be stored (PostgreSQL refused or did not answer): M-Pesa does not send
  * it again, and no row holds it, so the log line (with what names the payment, never the payer) and the metric are
  * all that is left of it. The TTIPPaybillPaymentUnaccounted alert sends support to the M-Pesa statement with it.

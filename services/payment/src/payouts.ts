@@ -628,7 +628,7 @@ export async function autoPayout(deps: PayoutDeps, tip: TipRow, known?: PayoutSe
     throw err;
   }
   if (started === "deferred") await settleAutoPayoutCheck(deps.ctx.pool, tip.worker_id, marked, afterOpenPayout(deps));
-  else if (marked) await settleAutoPayoutCheck(deps.ctx.pool, tip.worker_id, marked, null);
+  else if (marked) await clearAutoPayoutDue(deps.ctx.pool, tip.worker_id, marked);
 }
 
 /** When an automatic payout deferred behind an open payout is tried again: that payout's result wait on. */

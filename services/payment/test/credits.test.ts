@@ -15,7 +15,7 @@ import { AUTO_PAYOUT_CHECK_AFTER_CREDIT_MS } from "../src/config.js";
 import { postCredit, recordCredits } from "../src/credits.js";
 import { DarajaClient } from "../src/daraja/client.js";
 import { autoPayout, startPayout } from "../src/payouts.js";
-import { clearAutoPayoutDue, releasePayouts, settleAutoPayoutCheck } from "../src/stores/payout-settings.js";
+import { clearAutoPayoutDue, releasePayouts } from "../src/stores/payout-settings.js";
 import { type EntryToPost, Ledger } from "../src/ledger.js";
 import { REVIEW_CLAIM_GRACE_MS } from "../src/review-resumer.js";
 import { loadTip, type Deps, type TipRow } from "../src/tips.js";
@@ -442,13 +442,13 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     assert.equal(marks.length, 2);
     assert.equal((await due())?.getTime(), marks[1]!.getTime(), "the second credit's look");
     // The first credit's start ends (it paid what it read, without the second tip): before, it cleared the only mark.
-    await settleAutoPayoutCheck(h.t.db.pool, worker, marks[0], null);
+    await clearAutoPayoutDue(h.t.db.pool, worker, marks[0]!);
     assert.equal((await due())?.getTime(), marks[1]!.getTime(), "still looked at");
     // Payouts held, then released: due now, not at the credit's look, which that credit's start would settle.
     await h.t.db.pool.query("UPDATE payment.payout_settings SET payouts_on_hold = true WHERE worker_id = $1", [worker]);
     const releasedAt = new Date(h.clock.now());
     assert.equal(await releasePayouts(h.t.db.pool, worker, releasedAt), true);
-    await settleAutoPayoutCheck(h.t.db.pool, worker, marks[1], null);
+    await clearAutoPayoutDue(h.t.db.pool, worker, marks[1]!);
     assert.equal((await due())?.getTime(), releasedAt.getTime());
     // A mark due already (a pass that found the payouts held is about to clear it): the release's is a time of its own.
     const overdue = new Date(h.clock.now() - 60_000);

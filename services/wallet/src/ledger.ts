@@ -567,35 +567,36 @@ export function causeOf(kind: string, ref: string): EntryCause {
 }
 
 /**
- * A pool split's reversal freed the split's period (it may have been split again since): reversing it would pay
- * the split's shares again while nothing claims the period, the same tips split twice. The venue splits again.
+ * An entry taking money back (cause reversedEntryId) whose mirror would pay it out again: a pool split's reversal,
+ * which freed the split's period (it may have been split again since: the same tips split twice; the venue splits
+ * again), and a take-back payment posted for a tip's refund or reversal (by PostEntry, not by a reversal: the payer
+ * has the money back, and its mirror paid the recipient again; payment undoes its own by the tip's flow). An
+ * admin's reversal of another entry may be undone.
  */
-async function refuseReversingASplitsReversal(db: Queryable, entryId: string): Promise<void> {
-  const { rows } = await db.query<{ entry_id: string }>(`SELECT entry_id FROM wallet.pool_distributions WHERE reversal_entry_id = $1`, [entryId]);
-  if (rows[0]) throw new InvalidStateError(`entry_id: ${entryId} reverses pool split ${rows[0].entry_id}, whose period it freed; split the period again instead`);
+async function refuseReversingATakeBack(db: Queryable, entryId: string): Promise<void> {
+  const { rows: [r] } = await db.query<{ split: string | null; take_back: boolean }>(
+    `SELECT (SELECT entry_id FROM wallet.pool_distributions WHERE reversal_entry_id = $1) AS split,
+            (SELECT reverses_entry_id IS NULL FROM wallet.entries WHERE entry_id = $1) AS take_back`, [entryId]);
+  if (r.split) throw new InvalidStateError(`entry_id: ${entryId} reverses pool split ${r.split}, whose period it freed; split the period again instead`);
+  if (r.take_back) throw new InvalidStateError(`entry_id: ${entryId} took a tip's credit back for its refund (the payer has the money); it is not reversed in the ledger`);
 }
 
 /**
- * Entries whose mirror would give back money that has left: a hold's settlement (M-Pesa paid the payout; its mirror
- * put the amount back in the wallet while the hold stayed settled, to be withdrawn again), and a take-back payment
- * posted for a tip's refund or reversal (cause reversedEntryId, posted by PostEntry: the payer has the money back,
- * and its mirror paid the recipient again). Each is payment's to undo, by the payout's or the tip's own flow.
+ * A hold's settlement (cause payoutId): M-Pesa paid the payout, and its mirror put the amount back in the wallet
+ * while the hold stayed settled, to be withdrawn again. Payment's to undo, by the payout's own flow.
  */
-async function refuseReversingMoneyPaidOut(db: Queryable, entryId: string): Promise<void> {
-  const { rows: [r] } = await db.query<{ payout_id: string | null; take_back: boolean }>(
-    `SELECT (SELECT payout_id FROM wallet.holds WHERE settle_entry_id = $1 LIMIT 1) AS payout_id,
-            (SELECT cause_kind = 'reversedEntryId' AND reverses_entry_id IS NULL FROM wallet.entries WHERE entry_id = $1) AS take_back`, [entryId]);
-  if (r.payout_id) throw new InvalidStateError(`entry_id: ${entryId} settled payout ${r.payout_id}, which M-Pesa paid; it is not reversed in the ledger`);
-  if (r.take_back) throw new InvalidStateError(`entry_id: ${entryId} took a tip's credit back for its refund (the payer has the money); it is not reversed in the ledger`);
+async function refuseReversingAPaidPayout(db: Queryable, entryId: string): Promise<void> {
+  const { rows } = await db.query<{ payout_id: string }>("SELECT payout_id FROM wallet.holds WHERE settle_entry_id = $1 LIMIT 1", [entryId]);
+  if (rows[0]) throw new InvalidStateError(`entry_id: ${entryId} settled payout ${rows[0].payout_id}, which M-Pesa paid; it is not reversed in the ledger`);
 }
 
 /** Posts the mirror image of an entry, once; the database allows one reversal per entry. */
 export async function reverseEntry(tx: Queryable, entryId: string, idempotencyKey: string, reason: string): Promise<PostResult> {
   const original = await loadEntry(tx, entryId);
   if (!original) throw new NotFoundError(`entry_id: no entry ${entryId}`);
-  // Only a reversal can be a split's reversal: other entries need no look.
-  if (original.cause?.cause.case === "reversedEntryId") await refuseReversingASplitsReversal(tx, entryId);
-  await refuseReversingMoneyPaidOut(tx, entryId);
+  // Only these causes can take money back or settle a hold: other entries need no look.
+  if (original.cause?.cause.case === "reversedEntryId") await refuseReversingATakeBack(tx, entryId);
+  if (original.cause?.cause.case === "payoutId") await refuseReversingAPaidPayout(tx, entryId);
   await lockForTransaction(tx, `wallet.reverse.${entryId}`);
   const existing = await tx.query<{ entry_id: string; idempotency_key: string }>(
     `SELECT entry_id, idempotency_key FROM wallet.entries WHERE reverses_entry_id = $1`,

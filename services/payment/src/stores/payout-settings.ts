@@ -46,12 +46,13 @@ export async function markAutoPayoutDue(db: Queryable, workerId: string, dueAt: 
 }
 
 /**
- * The automatic payout's start has run: the look its credit marked for `checkAt` (if any) is replaced by `next`:
- * none (null), or a due payout, which is also marked when nothing is due (a due one covers this one).
+ * The automatic payout's start was deferred or failed: due at `next`, in place of the look its credit marked for
+ * `checkAt` (if any), or when nothing is due (a due one covers this one). Started, the look is cleared instead
+ * (clearAutoPayoutDue).
  */
-export async function settleAutoPayoutCheck(db: Queryable, workerId: string, checkAt: Date | undefined, next: Date | null): Promise<void> {
+export async function settleAutoPayoutCheck(db: Queryable, workerId: string, checkAt: Date | undefined, next: Date): Promise<void> {
   await db.query(
-    "UPDATE payment.payout_settings SET auto_payout_due_at = $3 WHERE worker_id = $1 AND (auto_payout_due_at = $2 OR ($3::timestamptz IS NOT NULL AND auto_payout_due_at IS NULL))",
+    "UPDATE payment.payout_settings SET auto_payout_due_at = $3 WHERE worker_id = $1 AND (auto_payout_due_at = $2 OR auto_payout_due_at IS NULL)",
     [workerId, checkAt ?? null, next]);
 }
 
