@@ -6,7 +6,7 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { type ServiceContext, withTransaction } from "@ttip/runtime";
+import { repeating, type ServiceContext, withTransaction } from "@ttip/runtime";
 import { DAY_MS, Dim, EAT_OFFSET_MS, HOUR_MS } from "./facts.js";
 import { REBUILD_LOCK } from "./ingest.js";
 import { periodStarts } from "./queries.js";
@@ -133,20 +133,5 @@ export async function runWeeklySummary(ctx: ServiceContext, o: WeeklyOptions): P
 }
 
 export function startWeeklySummary(ctx: ServiceContext, o: WeeklyOptions): () => Promise<void> {
-  let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<unknown> = Promise.resolve();
-  const tick = () => {
-    running = runWeeklySummary(ctx, o)
-      .catch((err) => ctx.logger.warn({ err }, "weekly summary pass failed; next pass retries"))
-      .finally(() => {
-        if (!stopped) timer = setTimeout(tick, o.intervalMs);
-      });
-  };
-  timer = setTimeout(tick, Math.min(o.intervalMs, 1_000));
-  return async () => {
-    stopped = true;
-    clearTimeout(timer);
-    await running;
-  };
+  return repeating(() => runWeeklySummary(ctx, o), { everyMs: o.intervalMs, firstAfterMs: Math.min(o.intervalMs, 1_000), logger: ctx.logger, failed: "weekly summary pass failed; next pass retries" });
 }

@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { AuthService, AuthAdminService, AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import type { ConnectRouter } from "@connectrpc/connect";
-import { clockOf, perContext, type HttpFilter, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
+import { clockOf, perContext, repeating, type HttpFilter, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
 import { accountHandlers } from "./account.js";
 import { adminHandlers } from "./admin.js";
 import { startAdminAudit } from "./audit.js";
@@ -140,29 +140,14 @@ async function startAuth(ctx: ServiceContext, options: AuthOptions, configOf: ()
 
 /** Writes recent revocations to Redis again every revocationRemarkMs (remarkRecentRevocations); returns the stop. */
 function remarkingRevocations(ctx: ServiceContext, core: AuthCore): () => Promise<void> {
-  const every = core.config.revocationRemarkMs;
-  if (!every) return async () => undefined;
-  return repeating(ctx, every, () => remarkRecentRevocations(core), "recent revocations not written again; the next pass tries");
+  const everyMs = core.config.revocationRemarkMs;
+  if (!everyMs) return async () => undefined;
+  return repeating(() => remarkRecentRevocations(core), { everyMs, logger: ctx.logger, failed: "recent revocations not written again; the next pass tries" });
 }
 
 /** Deletes sign-in codes a day past their expiry, hourly (pruneOtpChallenges); returns the stop. */
 function pruningOtpChallenges(ctx: ServiceContext): () => Promise<void> {
-  return repeating(ctx, 3_600_000, () => pruneOtpChallenges(ctx.pool, clockOf(ctx).now()), "expired sign-in codes not deleted; the next pass tries");
-}
-
-/** Runs `pass` every `every` ms, one at a time (a slow one skips a turn rather than piling passes up); returns the stop. */
-function repeating(ctx: ServiceContext, every: number, pass: () => Promise<unknown>, failed: string): () => Promise<void> {
-  let running: Promise<unknown> | undefined;
-  const timer = setInterval(() => {
-    running ??= pass()
-      .catch((err) => ctx.logger.warn({ err }, failed))
-      .finally(() => (running = undefined));
-  }, every);
-  timer.unref();
-  return async () => {
-    clearInterval(timer);
-    await running;
-  };
+  return repeating(() => pruneOtpChallenges(ctx.pool, clockOf(ctx).now()), { everyMs: 3_600_000, logger: ctx.logger, failed: "expired sign-in codes not deleted; the next pass tries" });
 }
 
 /** Users, roles, phone OTP, PINs, sessions and refresh tokens, device keys for biometric unlock, partner API keys, the audit log, and the signing keys (JWKS) that every other part verifies tokens with. */

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { budgetNetwork, clockOf, consumeOrRefuse, DependencyUnavailableError, emitEvent, fieldError, hmacSha256, InvalidStateError, normalisePhone, parseKenyanMobile, PermissionDeniedError, type Pool, refuseIfSpent, withTransaction } from "@ttip/runtime";
+import { type BatchLimits, budgetNetwork, clockOf, consumeOrRefuse, DependencyUnavailableError, emitEvent, fieldError, hmacSha256, inBatches, InvalidStateError, normalisePhone, parseKenyanMobile, PermissionDeniedError, type Pool, refuseIfSpent, withTransaction } from "@ttip/runtime";
 import { Locale, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { UserRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
@@ -27,23 +27,16 @@ const otpDigest = (core: AuthCore, challengeId: string, code: string) => hmacSha
 /** How long a sign-in code is kept past its expiry (support's look at a failed sign-in). */
 export const OTP_KEPT_AFTER_EXPIRY_MS = 86_400_000;
 /** Codes deleted per statement, and statements per pass (the rest waits for the next pass). */
-const OTP_PRUNE_BATCH = 1_000;
-const OTP_PRUNE_MAX_BATCHES = 20;
+const OTP_PRUNE: BatchLimits = { size: 1_000, maxBatches: 20 };
 
 /**
  * Deletes sign-in codes expired over a day before `now`: each holds the full number it was sent to, known to the
- * platform or not, and was kept for ever. Bounded: at most OTP_PRUNE_MAX_BATCHES statements of OTP_PRUNE_BATCH.
+ * platform or not, and was kept for ever. Bounded by OTP_PRUNE.
  */
-export async function pruneOtpChallenges(pool: Pool, now: number): Promise<number> {
+export function pruneOtpChallenges(pool: Pool, now: number): Promise<number> {
   const before = new Date(now - OTP_KEPT_AFTER_EXPIRY_MS);
-  let deleted = 0;
-  for (let i = 0; i < OTP_PRUNE_MAX_BATCHES; i++) {
-    const { rowCount } = await pool.query(
-      "DELETE FROM auth.otp_challenges WHERE challenge_id IN (SELECT challenge_id FROM auth.otp_challenges WHERE expires_at < $1 LIMIT $2)", [before, OTP_PRUNE_BATCH]);
-    deleted += rowCount ?? 0;
-    if ((rowCount ?? 0) < OTP_PRUNE_BATCH) break;
-  }
-  return deleted;
+  return inBatches(OTP_PRUNE, async (size) => (await pool.query(
+    "DELETE FROM auth.otp_challenges WHERE challenge_id IN (SELECT challenge_id FROM auth.otp_challenges WHERE expires_at < $1 LIMIT $2)", [before, size])).rowCount ?? 0);
 }
 
 function weakPin(field: string, pin: string, birthYear?: number | null): void {

@@ -6,7 +6,7 @@ import { EventEmitter, setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DeliveryUpdatedSchema, EventMetaSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { buildEvent, type BusMessage, claimingManyCte, RedeliverSoon, type Clock, commitWith, currentTraceparent, GroupCommit, HTTP_MAX_SOCKETS, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, outboxCte, type Pool, type Queryable, repeatingRefusalOf, scrubText, storableJson, storableText, systemClock, timeOrderedUuid, uuidV4, withTransaction, writeOutbox } from "@ttip/runtime";
+import { type BatchLimits, buildEvent, type BusMessage, claimingManyCte, RedeliverSoon, type Clock, commitWith, currentTraceparent, GroupCommit, HTTP_MAX_SOCKETS, type IdempotentRequest, inBatches, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, outboxCte, type Pool, type Queryable, repeatingRefusalOf, scrubText, storableJson, storableText, systemClock, timeOrderedUuid, uuidV4, withTransaction, writeOutbox } from "@ttip/runtime";
 import type { RetryConfig } from "./config.js";
 import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
@@ -1759,8 +1759,7 @@ export async function expireUnmatchedReports(db: Queryable, retentionMs = UNMATC
  */
 export const DELIVERY_DETAIL_RETENTION_MS = 90 * 24 * 3_600_000;
 /** Deliveries erased per statement, and statements per sweep at most: each transaction stays short. */
-const ERASE_BATCH = 1_000;
-const ERASE_MAX_BATCHES = 100;
+const ERASE: BatchLimits = { size: 1_000, maxBatches: 100 };
 
 /** The smallest time-ordered id (UUID version 7) of millisecond `ms`: every id made from then on sorts at or after it. */
 function firstIdAt(ms: number): string {
@@ -1777,7 +1776,7 @@ function firstIdAt(ms: number): string {
  */
 export async function eraseOldDeliveries(pool: Pool, now: number, retentionMs = DELIVERY_DETAIL_RETENTION_MS): Promise<number> {
   let erased = 0;
-  for (let batch = 0; batch < ERASE_MAX_BATCHES; batch++) {
+  await inBatches(ERASE, async (size) => {
     const { scanned, n } = await withTransaction(pool, async (tx) => {
       const { rows: [lock] } = await tx.query<{ got: boolean }>("SELECT pg_try_advisory_xact_lock(hashtext('notification.erase_deliveries')) AS got");
       if (!lock.got) return { scanned: 0, n: 0 };
@@ -1799,13 +1798,13 @@ export async function eraseOldDeliveries(pool: Pool, now: number, retentionMs = 
            INSERT INTO notification.erasure_marks (name, through) SELECT 'deliveries', id FROM passed ORDER BY id DESC LIMIT 1
            ON CONFLICT (name) DO UPDATE SET through = EXCLUDED.through)
          SELECT (SELECT count(*) FROM passed)::int AS scanned, (SELECT count(*) FROM erased)::int AS n`,
-        [firstIdAt(now - retentionMs), ERASE_BATCH, new Date(now - retentionMs)],
+        [firstIdAt(now - retentionMs), size, new Date(now - retentionMs)],
       );
       return rows[0];
     });
     erased += n;
-    if (scanned < ERASE_BATCH) break;
-  }
+    return scanned;
+  });
   return erased;
 }
 

@@ -1,6 +1,6 @@
 import { fileURLToPath } from "node:url";
 import { NotificationAdminService, NotificationInternalService, NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { clockOf, type ModuleOptions, type ServiceModule } from "@ttip/runtime";
+import { clockOf, repeating, type ModuleOptions, type ServiceModule } from "@ttip/runtime";
 import { checkRetryConfig, configFromEnv, DEFAULT_STOP_SENDS_MS, loadEnvConfig, type NotificationConfig } from "./config.js";
 import { authContacts, authStaffDirectory, type ContactLookup, qrVenueDirectory, type StaffDirectory, type VenueDirectory } from "./contacts.js";
 import { applyStrandedReports, Dispatcher, eraseOldDeliveries, expireUnmatchedReports, redispatchStranded, strandedLookWindow, unparkDue } from "./delivery.js";
@@ -104,47 +104,32 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
       const afterRollout = setTimeout(() => track(redispatch()), options.redispatchAgainMs ?? 10 * 60_000);
       // And while it runs: a send claimed by a statement whose answer was lost (its call's retry answers the
       // delivery, sendClaimed never ran), or handed over while PostgreSQL was out of reach, has no other way out.
-      let looking: Promise<unknown> | undefined;
-      const strandedLook = setInterval(() => {
-        looking ??= track(redispatch(strandedLookWindow(lookDoneAt, Date.now())).finally(() => (looking = undefined)));
-      }, options.strandedLookMs ?? 5 * 60_000);
-      // One sweep at a time: with PostgreSQL slow or out of reach a tick while the last still waits is skipped,
-      // not started beside it (sweeps piling up would hold the pool's connections the sends need).
-      let sweeping: Promise<unknown> | undefined;
-      const sweeper = setInterval(() => {
-        if (sweeping) return;
-        sweeping = track(
-          Promise.all([
-            unparkDue(ctx.pool, clockOf(ctx)).catch((err) => ctx.logger.warn({ err }, "unparking deliveries failed")),
-            applyStrandedReports(ctx.pool).catch((err) => ctx.logger.warn({ err }, "applying pending delivery reports failed")),
-            expireUnmatchedReports(ctx.pool)
-              .then((expired) => expired && ctx.logger.info({ expired }, "expired delivery reports no delivery matched"))
-              .catch((err) => ctx.logger.warn({ err }, "expiring unmatched delivery reports failed")),
-          ]).finally(() => (sweeping = undefined)),
-        );
-      }, options.sweepIntervalMs ?? 15_000);
-      let erasing: Promise<unknown> | undefined;
-      const eraser = setInterval(() => {
-        erasing ??= track(
-          eraseOldDeliveries(ctx.pool, clockOf(ctx).now())
-            .then((erased) => erased && ctx.logger.info({ erased }, "erased old deliveries' addresses and texts"))
-            .catch((err) => ctx.logger.warn({ err }, "erasing old deliveries failed; the next sweep tries again"))
-            .finally(() => (erasing = undefined)),
-        );
-      }, options.eraseIntervalMs ?? 3_600_000);
+      const strandedLook = repeating(() => redispatch(strandedLookWindow(lookDoneAt, Date.now())), {
+        everyMs: options.strandedLookMs ?? 5 * 60_000, logger: ctx.logger, failed: "redispatching stranded deliveries failed",
+      });
+      // One sweep at a time: with PostgreSQL slow or out of reach, sweeps piling up would hold the pool's connections the sends need.
+      const sweeps = repeating(() => Promise.all([
+        unparkDue(ctx.pool, clockOf(ctx)).catch((err) => ctx.logger.warn({ err }, "unparking deliveries failed")),
+        applyStrandedReports(ctx.pool).catch((err) => ctx.logger.warn({ err }, "applying pending delivery reports failed")),
+        expireUnmatchedReports(ctx.pool)
+          .then((expired) => expired && ctx.logger.info({ expired }, "expired delivery reports no delivery matched"))
+          .catch((err) => ctx.logger.warn({ err }, "expiring unmatched delivery reports failed")),
+      ]), { everyMs: options.sweepIntervalMs ?? 15_000, logger: ctx.logger, failed: "a delivery sweep failed" });
+      const erasure = repeating(async () => {
+        const erased = await eraseOldDeliveries(ctx.pool, clockOf(ctx).now());
+        if (erased) ctx.logger.info({ erased }, "erased old deliveries' addresses and texts");
+      }, { everyMs: options.eraseIntervalMs ?? 3_600_000, logger: ctx.logger, failed: "erasing old deliveries failed; the next sweep tries again" });
       return async () => {
         // One budget for the whole stop: sends still out by then stay 'sending' for a look after their lease (Dispatcher.stopBy).
         const deadline = Date.now() + (cfg.stopSendsMs ?? DEFAULT_STOP_SENDS_MS);
         sends.stopBy(deadline);
-        clearInterval(sweeper);
-        clearInterval(eraser);
         clearTimeout(afterRollout);
-        clearInterval(strandedLook);
+        const passesStopped = [strandedLook(), sweeps(), erasure()];
         // A sweep and a trigger's batch wait on PostgreSQL: with it out of reach, on its own timeouts, past the
         // process's deadline. Waited for until the budget's end at most: a batch cut off is not acknowledged
         // and comes again; one that still commits sends what it claimed as it would, recorded or left to the look.
         const triggersStopped = stopTriggers();
-        if (await settledBy(deadline, [...running, triggersStopped])) await triggersStopped;
+        if (await settledBy(deadline, [...running, ...passesStopped, triggersStopped])) await triggersStopped;
         else {
           triggersStopped.catch(() => undefined);
           ctx.logger.warn("stopped with a sweep or a trigger's batch still waiting on the database");

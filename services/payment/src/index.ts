@@ -1,6 +1,6 @@
 import { fileURLToPath } from "node:url";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { clockOf, perContext, type Env, type HttpFilter, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
+import { clockOf, perContext, repeating, type Env, type HttpFilter, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
 import { startBlockedUserHolds } from "./blocked-users.js";
 import { registerInBackground } from "./c2b.js";
 import { callbackFilter } from "./callbacks.js";
@@ -115,26 +115,7 @@ async function startPayment(deps: Deps): Promise<() => Promise<void>> {
 
 /** Every `interval` ms after the last pass ended, reconciles tips, payouts and card tips; the stop waits for a pass running. */
 function startReconciling(deps: Deps, interval: number): () => Promise<void> {
-  let stopped = false;
-  let running: Promise<void> = Promise.resolve();
-  const tick = () => {
-    running = (async () => {
-      try {
-        await reconcileAll(deps, 100);
-      } catch (err) {
-        deps.ctx.logger.warn({ err }, "reconciliation pass failed; will retry");
-      }
-    })();
-    void running.then(() => {
-      if (!stopped) timer = setTimeout(tick, interval);
-    });
-  };
-  let timer = setTimeout(tick, interval);
-  return async () => {
-    stopped = true;
-    clearTimeout(timer);
-    await running;
-  };
+  return repeating(() => reconcileAll(deps, 100), { everyMs: interval, logger: deps.ctx.logger, failed: "reconciliation pass failed; will retry" });
 }
 
 

@@ -2,6 +2,7 @@ import type { EventBus } from "./bus.js";
 import { ident, type Pool } from "./db.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
+import { inBatches, repeating } from "./repeating.js";
 
 /** Where and how InboxRetention sweeps. */
 export interface InboxRetentionOptions {
@@ -51,25 +52,15 @@ const HOUR_MS = 3_600_000;
  * with SKIP LOCKED.
  */
 export class InboxRetention {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<unknown> | undefined;
+  private stopRepeating: (() => Promise<void>) | undefined;
   private stopped = false;
 
   constructor(private readonly options: InboxRetentionOptions) {}
 
   start(): void {
-    this.schedule();
-  }
-
-  private schedule(): void {
-    if (this.stopped) return;
-    const ms = (this.options.intervalMs ?? 15 * 60_000) * (0.9 + Math.random() * 0.2);
-    this.timer = setTimeout(() => {
-      this.running = this.sweep()
-        .catch((err: unknown) => this.options.logger.warn({ err, schema: this.options.schema }, "inbox retention sweep failed; will retry"))
-        .finally(() => this.schedule());
-    }, ms);
-    this.timer.unref();
+    this.stopRepeating = repeating(() => this.sweep(), {
+      everyMs: this.options.intervalMs ?? 15 * 60_000, jitter: 0.1, logger: this.options.logger.child({ schema: this.options.schema }), failed: "inbox retention sweep failed; will retry",
+    });
   }
 
   /** One sweep: deletes rows older than the window, batch by batch; answers how many went. */
@@ -78,19 +69,12 @@ export class InboxRetention {
     // No max age: a message may come again whenever, so every row is kept.
     if (maxAgeMs === undefined || !(maxAgeMs > 0)) return 0;
     const windowSeconds = (maxAgeMs + (this.options.marginMs ?? 24 * HOUR_MS)) / 1000;
-    const batchSize = Math.trunc(this.options.batchSize ?? 1_000);
-    const maxBatches = this.options.maxBatchesPerSweep ?? 100;
-    if (!(batchSize > 0) || !(maxBatches > 0)) throw new Error("inbox retention: batchSize and maxBatchesPerSweep must be positive");
+    const limits = { size: Math.trunc(this.options.batchSize ?? 1_000), maxBatches: this.options.maxBatchesPerSweep ?? 100 };
     const s = ident(this.options.schema);
     // By the index on processed_at; SKIP LOCKED leaves rows another replica's sweep holds.
     const text = `DELETE FROM ${s}.inbox WHERE ctid = ANY(ARRAY(
         SELECT ctid FROM ${s}.inbox WHERE processed_at < now() - make_interval(secs => $1) LIMIT $2 FOR UPDATE SKIP LOCKED))`;
-    let deleted = 0;
-    for (let i = 0; i < maxBatches && !this.stopped; i++) {
-      const n = (await this.options.pool.query(text, [windowSeconds, batchSize])).rowCount ?? 0;
-      deleted += n;
-      if (n < batchSize) break;
-    }
+    const deleted = await inBatches(limits, async (size) => (await this.options.pool.query(text, [windowSeconds, size])).rowCount ?? 0, () => this.stopped);
     if (deleted) {
       this.options.metrics?.counter("ttip_inbox_pruned_total", "Inbox rows deleted once their events could no longer be delivered again.", ["service"]).inc({ service: this.options.schema }, deleted);
       this.options.logger.info({ schema: this.options.schema, deleted, windowHours: windowSeconds / 3600 }, "inbox rows past the stream's max age deleted");
@@ -100,7 +84,6 @@ export class InboxRetention {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running;
+    await this.stopRepeating?.();
   }
 }

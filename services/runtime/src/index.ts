@@ -47,6 +47,7 @@ export * from "./uuid.js";
 export * from "./phone.js";
 export * from "./protobuf-writer.js";
 export * from "./reflection.js";
+export * from "./repeating.js";
 export * from "./partner-usage.js";
 export * from "./revocations.js";
 export * from "./server.js";

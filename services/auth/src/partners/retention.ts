@@ -2,7 +2,7 @@
 // batches: every event a partner key is told about is a row (and each HTTP
 // attempt another), so without a limit the log grows with the platform's
 // traffic for ever. Pending deliveries are never deleted, whatever their age.
-import type { Logger, Metrics, Pool } from "@ttip/runtime";
+import { inBatches, type Logger, type Metrics, type Pool, repeating } from "@ttip/runtime";
 
 export interface RetentionConfig {
   /** Final deliveries (delivered or failed) whose last activity is older than this are deleted; 0 keeps them. */
@@ -37,34 +37,16 @@ export async function pruneDeliveryBatch(pool: Pool, cutoff: Date, batch: number
 export async function pruneDeliveries(pool: Pool, config: RetentionConfig, now = new Date()): Promise<number> {
   if (config.retentionDays <= 0) return 0;
   const cutoff = new Date(now.getTime() - config.retentionDays * 86_400_000);
-  let deleted = 0;
-  for (let i = 0; i < config.pruneMaxBatches; i++) {
-    const n = await pruneDeliveryBatch(pool, cutoff, config.pruneBatch);
-    deleted += n;
-    if (n < config.pruneBatch) break;
-  }
-  return deleted;
+  return inBatches({ size: config.pruneBatch, maxBatches: config.pruneMaxBatches }, (size) => pruneDeliveryBatch(pool, cutoff, size));
 }
 
 /** Runs a pass now and then every interval, until stopped; a failed pass is logged and retried at the next. */
 export function startRetention(o: { pool: Pool; config: RetentionConfig; logger: Logger; metrics?: Metrics }): () => Promise<void> {
-  let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<void> = Promise.resolve();
+  const pruned = o.metrics?.counter("ttip_partner_webhook_deliveries_pruned_total", "Partner webhook deliveries deleted after the retention period.");
   const pass = async () => {
-    try {
-      const deleted = await pruneDeliveries(o.pool, o.config);
-      o.metrics?.counter("ttip_partner_webhook_deliveries_pruned_total", "Partner webhook deliveries deleted after the retention period.").inc(deleted);
-      if (deleted > 0) o.logger.info({ deleted, retentionDays: o.config.retentionDays }, "old webhook deliveries deleted");
-    } catch (err) {
-      o.logger.warn({ err }, "webhook delivery retention pass failed; will retry");
-    }
-    if (!stopped) timer = setTimeout(() => (running = pass()), o.config.pruneIntervalMs);
+    const deleted = await pruneDeliveries(o.pool, o.config);
+    pruned?.inc(deleted);
+    if (deleted > 0) o.logger.info({ deleted, retentionDays: o.config.retentionDays }, "old webhook deliveries deleted");
   };
-  running = pass();
-  return async () => {
-    stopped = true;
-    clearTimeout(timer);
-    await running;
-  };
+  return repeating(pass, { everyMs: o.config.pruneIntervalMs, firstAfterMs: 0, logger: o.logger, failed: "webhook delivery retention pass failed; will retry" });
 }
