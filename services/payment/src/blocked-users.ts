@@ -1,11 +1,11 @@
 import { UserBlockChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { consumeEvents, decodeEvent, isUuid, subjectOf, type ServiceContext } from "@ttip/runtime";
-import { holdPayouts } from "./stores/payout-settings.js";
+import { holdPayoutsForBlock } from "./stores/payout-settings.js";
 
 /**
  * Payouts of a user auth blocked are held, automatic ones and those not yet sent too, as an admin's HoldPayouts holds
  * them: a block is often for fraud, and money leaving meanwhile is not brought back. Unblocking releases nothing: an
- * admin does, with ReleasePayouts. A hold there already is left as it is (its reason and author).
+ * admin does, with ReleasePayouts. A hold there already is taken over by the block (holdPayoutsForBlock).
  */
 export async function startBlockedUserHolds(ctx: ServiceContext): Promise<() => Promise<void>> {
   const consuming = await consumeEvents({
@@ -19,7 +19,7 @@ export async function startBlockedUserHolds(ctx: ServiceContext): Promise<() => 
     handle: async (message, tx) => {
       const e = decodeEvent(UserBlockChangedSchema, message);
       if (!e.blocked || !isUuid(e.userId) || !isUuid(e.changedBy)) return;
-      await holdPayouts(tx, e.userId, `account blocked: ${e.reason}`, e.changedBy);
+      await holdPayoutsForBlock(tx, e.userId, `account blocked: ${e.reason}`, e.changedBy);
     },
   });
   return () => consuming.stop();

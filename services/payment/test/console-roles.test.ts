@@ -9,10 +9,11 @@ import { AlertStatus, FraudAction } from "@ttip/proto/ttip/payment/v1/payment_pb
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { createClient } from "@connectrpc/connect";
 import { callerHeaders, stepUpHeaders } from "@ttip/runtime";
-import { fromBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
-import { PaymentAdminActionTakenSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { startHarness, type Harness } from "./setup.js";
+import { EventMetaSchema, PaymentAdminActionTakenSchema, UserBlockChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { eventually, startHarness, type Harness } from "./setup.js";
 
 /** The admin actions payment recorded in its outbox, oldest first. */
 async function adminActions(h: Harness) {
@@ -96,6 +97,30 @@ describe("payment admin RPCs by console role", () => {
     ]);
     const wallet = createClient(WalletAdminService, h.t.ctx.peers("wallet"));
     assert.equal((await wallet.getTrialBalance({}, { headers: callerHeaders(randomUUID(), "finance") })).balanced, true);
+  });
+
+  test("a block landing on a hold already placed takes the hold over: the console shows the block to whoever would release it", async () => {
+    const financeId = randomUUID();
+    const blockerId = randomUUID();
+    const finance = h.t.client(PaymentAdminService, { subject: financeId, roles: ["finance"], stepUp: true });
+    const worker = randomUUID();
+    await finance.holdPayouts({ workerId: worker, reason: "checking receipts", idempotencyKey: key() });
+    const id = randomUUID();
+    await h.t.ctx.bus.publish({
+      id,
+      subject: "ttip.auth.user_block_changed",
+      data: toBinary(UserBlockChangedSchema, create(UserBlockChangedSchema, {
+        meta: create(EventMetaSchema, { id, occurredAt: timestampNow(), producer: "auth" }),
+        userId: worker, blocked: true, reason: "card fraud", changedBy: blockerId, changedAt: timestampNow(),
+      })),
+    });
+    // Before, the block found the payouts held and left the hold as it was: "checking receipts", by finance, whose
+    // release once the receipts checked out paid the blocked account.
+    const hold = await eventually(async () => {
+      const { hold } = await finance.getPayoutHold({ workerId: worker });
+      return hold?.heldByUserId === blockerId ? hold : undefined;
+    }, "the block taking the hold over");
+    assert.equal(hold.reason, "account blocked: card fraud; held before: checking receipts");
   });
 
   test("a direct call without the device step-up: the service itself refuses every declared money action, and nothing changes", async () => {

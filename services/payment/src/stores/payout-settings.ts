@@ -97,6 +97,23 @@ export async function holdPayouts(tx: Queryable, workerId: string, reason: strin
   return (rowCount ?? 0) > 0;
 }
 
+/** A hold's reason as kept: blocks taking over earlier holds add up, to this many characters at most. */
+const HOLD_REASON_MAX_CHARS = 2_000;
+
+/**
+ * Auth blocked the worker: their payouts are held by the block, whoever held them before. A hold there already is
+ * taken over (the block's reason first, the earlier one after it; the blocker as its author), so that the console
+ * shows the block to whoever releases it: left as it was, a release meant for the earlier check paid a blocked account.
+ */
+export async function holdPayoutsForBlock(tx: Queryable, workerId: string, reason: string, adminId: string): Promise<void> {
+  await tx.query(
+    `INSERT INTO payment.payout_settings (worker_id, payouts_on_hold, hold_reason, held_at, held_by) VALUES ($1, true, $2, now(), $3)
+     ON CONFLICT (worker_id) DO UPDATE SET payouts_on_hold = true, held_at = now(), held_by = $3, updated_at = now(),
+       hold_reason = CASE WHEN payout_settings.payouts_on_hold THEN left($2 || '; held before: ' || payout_settings.hold_reason, $4) ELSE $2 END`,
+    [workerId, reason, adminId, HOLD_REASON_MAX_CHARS],
+  );
+}
+
 /**
  * False when the worker's payouts were not on hold (nothing changed). A worker with automatic payouts has one due
  * `now`, whatever was marked: what came in during the hold, and a due payout the hold dropped, are paid out by
