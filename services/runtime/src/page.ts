@@ -66,13 +66,28 @@ export function decodeTimeIdToken(token: string | undefined): { at: string; id: 
   });
 }
 
-const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})$/;
+const ISO_TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,6})?(Z|[+-](\d{2}):?(\d{2}))$/;
+
+/**
+ * An ISO 8601 time PostgreSQL's timestamptz takes, years 1 to 9999. JavaScript's Date.parse takes far more ("foo 1",
+ * year -271821) and rolls impossible dates on (February 30th is March 1st; an offset of +23:59), which PostgreSQL
+ * refused as an internal error after the token was accepted here: so each field is checked against the calendar.
+ */
+function isoTimestamp(s: string | undefined): string | undefined {
+  const m = s === undefined ? null : ISO_TIMESTAMP.exec(s);
+  if (!m) return undefined;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number);
+  const date = new Date(Date.UTC(2000, month - 1, day, hour, minute, second));
+  date.setUTCFullYear(year);
+  const real = year >= 1 && date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day &&
+    date.getUTCHours() === hour && date.getUTCMinutes() === minute && date.getUTCSeconds() === second;
+  const offsetFits = m[8] === "Z" || (Number(m[9]) <= 15 && Number(m[10]) <= 59);
+  return real && offsetFits ? s : undefined;
+}
 
 /** Parsers for common position parts. */
 export const positionParts = {
   uuid: (s: string | undefined) => (s !== undefined && isUuid(s) ? s : undefined),
-  // ISO 8601 alone, years 1 to 9999: JavaScript's Date.parse takes far more ("foo 1", year -271821) than
-  // PostgreSQL's timestamptz, which refused it as an internal error after the token was accepted here.
-  timestamp: (s: string | undefined) => (s !== undefined && ISO_TIMESTAMP.test(s) && !Number.isNaN(Date.parse(s)) && !s.startsWith("0000") ? s : undefined),
+  timestamp: isoTimestamp,
   integer: (s: string | undefined) => (s !== undefined && /^\d{1,18}$/.test(s) ? BigInt(s) : undefined),
 };

@@ -159,8 +159,13 @@ describe("keyset pages (page.proto)", () => {
     const id = "0b7e3c8e-6f0a-4f57-9f5e-3a6e2b1c9d10";
     assert.deepEqual(decodeTimeIdToken(encodePageToken(["2026-11-29T09:00:00.123456Z", id])), { at: "2026-11-29T09:00:00.123456Z", id });
     // Before, "foo 1" and year -271821 passed (JavaScript parses them) and PostgreSQL refused them: INTERNAL.
-    for (const bad of [[id, "2026-11-29T09:00:00Z"], ["2026-11-29T09:00:00Z", id, "extra"], ["2026-11-29T09:00:00Z", "not-a-uuid"], ["foo 1", id], ["-271821-04-20T00:00:00Z", id], ["0000-01-01T00:00:00Z", id]]) {
-      assert.deepEqual(problemsOf(() => decodeTimeIdToken(encodePageToken(bad))).map((p) => p.field), ["page.page_token"]);
+    for (const bad of [[id, "2026-11-29T09:00:00Z"], ["2026-11-29T09:00:00Z", id, "extra"], ["2026-11-29T09:00:00Z", "not-a-uuid"], ["foo 1", id], ["-271821-04-20T00:00:00Z", id], ["0000-01-01T00:00:00Z", id],
+      // Rolled on by JavaScript, refused by PostgreSQL: a day, an hour or an offset that is not on the calendar.
+      ["2024-02-30T00:00:00Z", id], ["2023-02-29T00:00:00Z", id], ["2024-04-31T00:00:00Z", id], ["2024-01-01T24:00:00Z", id], ["2024-01-01T00:00:00+23:59", id], ["2024-01-01T00:00:00+1600", id]]) {
+      assert.deepEqual(problemsOf(() => decodeTimeIdToken(encodePageToken(bad))).map((p) => p.field), ["page.page_token"], String(bad[0]));
+    }
+    for (const good of ["2024-02-29T23:59:59.999999Z", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "2024-01-01T00:00:00+15:59", "2024-01-01T00:00:00-0300"]) {
+      assert.deepEqual(decodeTimeIdToken(encodePageToken([good, id])), { at: good, id }, good);
     }
     assert.equal(keysetTime("t.created_at"), `to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`);
   });
