@@ -85,32 +85,26 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
   // The usual STK success or failure is stored by the statement that decides it (one round trip, one commit).
   const early = !stk ? undefined : stk.success ? await storeAndCreditStk(deps, raw, match![2], stk.success) : await storeAndFailStk(deps, raw, match![2], stk.failure);
   if (early === "credited" || early === "failed") return reply(res, 200, ACCEPTED);
-  // Anything else is stored first, whatever it is, so nothing Daraja (or anyone) sent is ever lost.
+  // Anything else is stored first, whatever it is, so nothing Daraja (or anyone) sent is ever lost. A refused one is
+  // stored refused, never 'received' (which the replay decides), not even between two statements; an STK result
+  // with the tip its path's token names, which is what the replay decides it by.
+  const refused = req.method !== "POST" ? "bad_method" : !allowed ? "rejected_address" : truncated ? "too_large" : !match ? "unknown_path" : undefined;
   if (early !== "stored") {
     await pool.query(
-      "INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body) VALUES ($1, $2, $3, $4, $5)",
-      [callbackId, source, raw.path, from, body],
+      `INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body, outcome, tip_id)
+       VALUES ($1, $2, $3, $4, $5, $6, (SELECT tip_id FROM payment.tips WHERE callback_token = $7))`,
+      [callbackId, source, raw.path, from, body, refused ?? "received", !refused && match![1] === "stk" ? match![2] : null],
     );
   }
   const outcome = (o: string, extra: { ref?: string; tipId?: string; payoutId?: string; matched?: boolean } = {}) => markCallback(pool, callbackId, o, extra);
 
-  if (req.method !== "POST") {
-    await outcome("bad_method");
-    return reply(res, 405, { ResultCode: 1, ResultDesc: "POST only" });
-  }
-  if (!allowed) {
-    await outcome("rejected_address");
+  if (refused === "bad_method") return reply(res, 405, { ResultCode: 1, ResultDesc: "POST only" });
+  if (refused === "rejected_address") {
     logger.warn({ from, path: redactToken(path) }, "callback from an address outside the allow-list refused");
     return reply(res, 403, { ResultCode: 1, ResultDesc: "Forbidden" });
   }
-  if (truncated) {
-    await outcome("too_large");
-    return answerTooLarge(res, MAX_BODY, "application/json", JSON.stringify({ ResultCode: 1, ResultDesc: `Body larger than ${MAX_BODY} bytes` }));
-  }
-  if (!match) {
-    await outcome("unknown_path");
-    return reply(res, 404, { ResultCode: 1, ResultDesc: "Not found" });
-  }
+  if (refused === "too_large") return answerTooLarge(res, MAX_BODY, "application/json", JSON.stringify({ ResultCode: 1, ResultDesc: `Body larger than ${MAX_BODY} bytes` }));
+  if (refused === "unknown_path") return reply(res, 404, { ResultCode: 1, ResultDesc: "Not found" });
   let json: unknown;
   try {
     json = JSON.parse(body.toString("utf8"));
@@ -118,7 +112,7 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
     await outcome("malformed");
     return reply(res, 400, { ResultCode: 1, ResultDesc: "Body is not JSON" });
   }
-  const [, kind, token] = match;
+  const [, kind, token] = match!;
   const answer = kind === "stk" ? await applyStk(deps, callbackId, token, json) : await applyResult(deps, callbackId, kind, token, json);
   return reply(res, answer.status, answer.body);
 }
@@ -171,26 +165,34 @@ async function decideStk(deps: Deps, callbackId: string, ref: TipRef | undefined
  * STK callbacks stored and never decided, older than a minute: the deciding transaction failed (a timeout, a
  * failover) or the process stopped between the store and the decision, and Daraja was answered 500 or nothing.
  * Daraja does not send them again, and no pass asks M-Pesa about a tip no longer pending (expired, failed): a late
- * success would never reach the worker. Each is decided now as if it had just arrived, by the tip its
- * CheckoutRequestID names (the path's token is not stored); the least tried first, then the oldest.
+ * success would never reach the worker. Each is decided now as if it had just arrived, by the tip its path's token
+ * named when it was stored (the token itself is not kept); one whose token named none is unknown, as it was when it
+ * came: a body naming a tip's CheckoutRequestID proves nothing. The least tried first, then the oldest.
  */
 export async function replayStoredStkCallbacks(deps: Deps, limit: number): Promise<number> {
   // Each row leased for the pass, attempt counted, in one statement: a replica at a time replays it without a
   // connection held across the work (embedded mode's pool has one). Two replicas deciding one callback decided it
   // once, but the second marked it "duplicate" over the first's "credited", and each raised its own alert.
-  const { rows } = await deps.ctx.pool.query<{ callback_id: string; raw_body: Buffer }>(
+  const { rows } = await deps.ctx.pool.query<StoredStkCallback>(
     `UPDATE payment.callbacks SET replay_lease_until = now() + interval '5 minutes', attempts = attempts + 1
       WHERE callback_id IN (
         SELECT callback_id FROM payment.callbacks WHERE source = 'mpesa_stk' AND outcome = 'received'
            AND received_at < now() - interval '1 minute' AND (replay_lease_until IS NULL OR replay_lease_until < now())
          ORDER BY attempts, received_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-      RETURNING callback_id, raw_body`,
+      RETURNING callback_id, raw_body, tip_id`,
     [limit],
   );
   return replayEach(deps, rows);
 }
 
-async function replayEach(deps: Deps, rows: { callback_id: string; raw_body: Buffer }[]): Promise<number> {
+/** A stored STK callback to replay, with the tip its path's token named (null: none). */
+interface StoredStkCallback {
+  callback_id: string;
+  raw_body: Buffer;
+  tip_id: string | null;
+}
+
+async function replayEach(deps: Deps, rows: StoredStkCallback[]): Promise<number> {
   const { pool, logger } = deps.ctx;
   let decided = 0;
   for (const r of rows) {
@@ -200,8 +202,7 @@ async function replayEach(deps: Deps, rows: { callback_id: string; raw_body: Buf
         await markCallback(pool, r.callback_id, "malformed");
         continue;
       }
-      const tip = await pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.tip_checkout_ids WHERE checkout_request_id = $1", [cb.checkoutRequestId]);
-      await decideStk(deps, r.callback_id, tip.rows[0]?.tip_id, cb);
+      await decideStk(deps, r.callback_id, r.tip_id ?? undefined, cb);
       decided++;
     } catch (err) {
       if (err instanceof SyntaxError) {

@@ -131,7 +131,8 @@ function groupValues<C extends StkCallback>(group: C[], values: (c: C) => unknow
  * holding each other's tips waited for the deadlock check, a second, then one
  * failed), then `decided` (an UPDATE of payment.tips t FROM locked l JOIN m
  * setting `set` where `where`), and every callback stored, marked `outcome`
- * with the reference `ref` when its tip was decided.
+ * with the reference `ref` when its tip was decided, else with the tip its token
+ * names (storedCallbackCte).
  */
 function lockDecideStore(set: string, where: string, outcome: "credited" | "failed", ref: string): string {
   return `locked AS MATERIALIZED (
@@ -144,8 +145,8 @@ function lockDecideStore(set: string, where: string, outcome: "credited" | "fail
      stored AS (
        INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body, outcome, external_reference, tip_id, matched)
        SELECT m.callback_id, m.source, m.path, m.remote_address, m.raw_body, CASE WHEN d.tip_id IS NULL THEN 'received' ELSE '${outcome}' END,
-              CASE WHEN d.tip_id IS NULL THEN '' ELSE ${ref} END, d.tip_id, d.tip_id IS NOT NULL
-         FROM m LEFT JOIN decided d ON d.decided_by = m.callback_id)`;
+              CASE WHEN d.tip_id IS NULL THEN '' ELSE ${ref} END, COALESCE(d.tip_id, l.tip_id), d.tip_id IS NOT NULL
+         FROM m LEFT JOIN decided d ON d.decided_by = m.callback_id LEFT JOIN locked l ON l.callback_id = m.callback_id)`;
 }
 
 /**
@@ -184,7 +185,7 @@ export const storeStkSuccess = groupedDecisions<StkSuccessCallback>({
         WHERE callback_token = $10 AND status = 'pending' AND credit_key IS NULL AND fraud_action <> 'hold'
           AND (checkout_request_id IS NULL OR checkout_request_id = $8) AND charged_minor = $11 AND phone = $12 AND (SELECT free FROM unclaimed)
         RETURNING ${TIP_COLUMNS}),
-     ${storedCallbackCte("credited", "$6")}
+     ${storedCallbackCte("credited", "$6", "$10")}
      SELECT ${TIP_COLUMNS} FROM decided`;
     const { raw, success: o } = c;
     const { rows } = await db.query<TipRow>(successOneSql, [raw.callbackId, raw.source, raw.path, raw.remoteAddress, raw.body,
@@ -232,7 +233,7 @@ export const storeStkFailure = groupedDecisions<StkFailureCallback>({
          checkout_request_id = $8, merchant_request_id = CASE WHEN checkout_request_id IS NULL THEN $9 ELSE merchant_request_id END
         WHERE callback_token = $10 AND status = 'pending' AND (checkout_request_id IS NULL OR checkout_request_id = $8)
         RETURNING ${TIP_COLUMNS}),
-     ${storedCallbackCte("failed", "$8")},
+     ${storedCallbackCte("failed", "$8", "$10")},
      announced AS (
        INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT $11, $12, $13 || ${TIP_FAILED_TAIL_OF_D}, $14::text FROM decided d)
      SELECT ${TIP_COLUMNS} FROM decided`;

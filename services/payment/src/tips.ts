@@ -507,14 +507,15 @@ async function storeAndDecide<R extends "credited" | "failed">(deps: Deps, raw: 
 /**
  * The CTE `stored` of storeAndDecide's statement: the raw callback ($1-$5),
  * marked `outcome` with the reference `ref` (an SQL expression) and its tip
- * when `decided` has a row, else unmarked ('received'). It commits with the
- * decision or not at all.
+ * when `decided` has a row, else unmarked ('received') with the tip its path's
+ * token names (`token`, an SQL expression), for the replay of a callback whose
+ * decision was lost. It commits with the decision or not at all.
  */
-export function storedCallbackCte(outcome: "credited" | "failed", ref: string): string {
+export function storedCallbackCte(outcome: "credited" | "failed", ref: string, token: string): string {
   return `stored AS (
        INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body, outcome, external_reference, tip_id, matched)
        SELECT $1, $2, $3, $4, $5, CASE WHEN d.tip_id IS NULL THEN 'received' ELSE '${outcome}' END, CASE WHEN d.tip_id IS NULL THEN '' ELSE ${ref} END,
-              d.tip_id, d.tip_id IS NOT NULL
+              COALESCE(d.tip_id, (SELECT t.tip_id FROM payment.tips t WHERE t.callback_token = ${token})), d.tip_id IS NOT NULL
          FROM (SELECT 1) one LEFT JOIN decided d ON true)`;
 }
 

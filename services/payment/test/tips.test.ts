@@ -592,6 +592,23 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.equal(await h.walletEntries(worker), 1, "decided once");
   }));
 
+  test("a stored callback whose path's token named no tip is not credited by the replay, though its body names a real push", () => callbacksHeld(async () => {
+    const worker = randomUUID();
+    const { t, r, sim } = await expiredUnanswered(worker);
+    // A forged success: the push's CheckoutRequestID, amount, number and receipt, at a token that is not the tip's.
+    const forged = randomUUID().replaceAll("-", "");
+    assert.equal((await h.post(`/mpesa/stk/${forged}`, successBody(r.checkout_request_id, sim.receipt!, sim.phone, 100))).status, 200);
+    const stored = () => h.t.db.pool.query("SELECT callback_id, outcome FROM payment.callbacks WHERE source = 'mpesa_stk' AND position($1 in convert_from(raw_body, 'UTF8')) > 0", [r.checkout_request_id]);
+    assert.deepEqual((await stored()).rows.map((c) => c.outcome), ["unknown"]);
+    // Its marking lost (a failed statement, a stop between two): stored as 'received', over a minute ago.
+    await h.t.db.pool.query("UPDATE payment.callbacks SET outcome = 'received', received_at = received_at - interval '2 minutes' WHERE callback_id = $1", [(await stored()).rows[0].callback_id]);
+    await reconcile();
+    // Before, the replay found the tip by the body's CheckoutRequestID and credited it: money no one had paid.
+    assert.equal((await status(t!.tipId)).status, TipStatus.EXPIRED);
+    assert.deepEqual((await stored()).rows.map((c) => c.outcome), ["unknown"]);
+    assert.equal(await h.balance(worker), 0n);
+  }));
+
   test("a tip that expired, then held on its late callback and rejected, has told its failure once: one tip_failed", () => callbacksHeld(async () => {
     const worker = randomUUID();
     const { t, r, sim } = await expiredUnanswered(worker);
