@@ -103,7 +103,7 @@ async function startParts(cfg: EmbeddedConfig, envVars: Record<string, string | 
 
   // Until someone is admin, each start issues a fresh first-admin token (the previous one dies).
   const setup = await issueSetupToken(shared.ctx.pool, "at start (make run)");
-  const partnerSandbox = await startPartnerSandbox(cfg, platform.urls);
+  const partnerSandbox = await startPartnerSandbox(cfg, envVars, platform.urls, shared.ctx.logger);
   const { simulators, offline } = describeSimulators(sims, vars, platform.urls);
   return {
     gatewayUrl: platform.gatewayUrl, services: platform.services, config: vars, simulators, offline, setupToken: setup?.token, partnerSandbox,
@@ -169,14 +169,21 @@ async function startSharedState(cfg: EmbeddedConfig, started: StartedParts) {
 /**
  * What the services read, parsed once by each: the given environment plus the simulators' addresses.
  * Nothing is written to process.env.
- * The sandbox: a development QR key, and partner webhooks to receivers on loopback.
+ * The sandbox: a development QR key, and, with every money provider a simulator, partner webhooks to receivers on
+ * loopback (with a real one, any partner key could point its webhooks at this process's own service ports).
  */
 function serviceVars(envVars: Record<string, string | undefined>): Record<string, string | undefined> {
+  const sandbox = envVars.NODE_ENV !== "production" && !realProviderOf(envVars);
   return {
     ...envVars,
     QR_ALLOW_DEV_SIGNING_KEY: envVars.QR_ALLOW_DEV_SIGNING_KEY ?? "true",
-    AUTH_WEBHOOK_ALLOW_LOOPBACK: envVars.AUTH_WEBHOOK_ALLOW_LOOPBACK ?? (envVars.NODE_ENV === "production" ? undefined : "true"),
+    AUTH_WEBHOOK_ALLOW_LOOPBACK: envVars.AUTH_WEBHOOK_ALLOW_LOOPBACK ?? (sandbox ? "true" : undefined),
   };
+}
+
+/** The first money provider configured for real (its simulator then does not start), if any. */
+function realProviderOf(envVars: Record<string, string | undefined>): string | undefined {
+  return ["DARAJA_BASE_URL", "STRIPE_SECRET_KEY", "PAYPAL_CLIENT_ID"].find((name) => envVars[name]);
 }
 
 /** Each simulator runs only where no real provider is configured. */
@@ -309,10 +316,20 @@ function webAppsHandler(admin: WebHandler | undefined, web: () => WebApp | undef
   };
 }
 
-async function startPartnerSandbox(cfg: EmbeddedConfig, urls: ReadonlyMap<string, string>): Promise<SandboxKey | undefined> {
+/**
+ * The sandbox's key, with every scope: only while every money provider is a simulator. With a real one configured,
+ * its tips would be real pushes to real phones, and the key's secret is printed for anyone reading the output.
+ */
+async function startPartnerSandbox(cfg: EmbeddedConfig, envVars: Record<string, string | undefined>, urls: ReadonlyMap<string, string>, logger: Logger): Promise<SandboxKey | undefined> {
   const authUrl = urls.get("auth");
   const qrUrl = urls.get("qr");
-  return cfg.PARTNER_SANDBOX === "on" && authUrl && qrUrl ? await issueSandboxKey(authUrl, qrUrl) : undefined;
+  if (cfg.PARTNER_SANDBOX !== "on" || !authUrl || !qrUrl) return undefined;
+  const real = realProviderOf(envVars);
+  if (real) {
+    logger.warn({ configured: real }, "no partner sandbox key: a real money provider is configured");
+    return undefined;
+  }
+  return issueSandboxKey(authUrl, qrUrl);
 }
 
 /** Where a person reads what each simulator did, and where one pays without data. */

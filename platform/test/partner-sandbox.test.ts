@@ -9,7 +9,7 @@ import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { callerHeaders, signingInterceptor } from "@ttip/runtime";
 import { after, before, describe, test } from "node:test";
 import { eventually, initializedPgliteFolder, type PgliteFolder } from "@ttip/runtime/testing";
-import { startEmbedded, type EmbeddedPlatform } from "../src/embedded.js";
+import { startDaraja, startEmbedded, type EmbeddedPlatform } from "../src/embedded.js";
 import { allPartnerScopes, runSandbox, webhookVerifies, type ReceivedWebhook } from "../src/partner-sandbox.js";
 
 describe("partner sandbox on the simulators", () => {
@@ -65,6 +65,24 @@ describe("partner sandbox on the simulators", () => {
       .listPartnerApiKeys({ page: { pageSize: 100 } });
     assert.deepEqual(keys.filter((k) => k.keyId === next.keyId).map((k) => Boolean(k.revokedAt)), [false], "live");
     assert.deepEqual(await restart(), next, "found again on the start after");
+  });
+
+  test("with a real money provider configured there is no sandbox key, and partner webhooks may not point at loopback", async () => {
+    // Daraja configured as for real: its simulator started apart, as if it were Safaricom's.
+    const real: Record<string, string | undefined> = {};
+    const daraja = (await startDaraja(real))!;
+    try {
+      await platform.close();
+      platform = await startEmbedded({ ...real, DATA_DIR: data.dir, PORT: "0", LOG_LEVEL: "silent", WEB: "off" });
+      // Before, the key was issued and printed all the same, its sandbox's tips real pushes to real phones.
+      assert.equal(platform.partnerSandbox, undefined);
+      assert.equal(platform.config.AUTH_WEBHOOK_ALLOW_LOOPBACK, undefined);
+    } finally {
+      await platform.close();
+      platform = await startEmbedded({ DATA_DIR: data.dir, PORT: "0", LOG_LEVEL: "silent", WEB: "off" });
+      await daraja.close();
+    }
+    assert.ok(platform.partnerSandbox, "the simulators again: the key again");
   });
 
   test("the receiver's check refuses a body or a secret other than the signed ones", () => {
