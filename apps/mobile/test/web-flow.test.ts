@@ -114,4 +114,17 @@ describe("the mobile app's web build (chromium at phone size)", () => {
     assert.ok(rpcs.length >= 8, `the page's calls reached the gateway through the recorder (${rpcs.length})`);
     assert.deepEqual(rpcs.filter((c) => c.contentType !== "application/proto"), []);
   });
+
+  test("a link naming a server off loopback in ?api= is not followed: the page's calls stay with its own origin", async () => {
+    const page = await h.phone();
+    const asked: string[] = [];
+    page.on("request", (r) => asked.push(r.url()));
+    await page.goto(`${site!.url}/?api=${encodeURIComponent("http://10.255.255.1:9")}`);
+    await page.getByLabel("Your phone number").fill(testPhone({ format: "07" }));
+    await page.getByRole("button", { name: "Send me a code" }).click();
+    // Before, the number went to whatever ?api= named, and with it later the code, the PIN and every token.
+    const startVerification = await eventually("the code asked for", () => asked.find((u) => u.endsWith("/StartPhoneVerification")));
+    assert.equal(new URL(startVerification).origin, site!.url);
+    assert.deepEqual(asked.filter((u) => new URL(u).hostname === "10.255.255.1"), []);
+  });
 });
