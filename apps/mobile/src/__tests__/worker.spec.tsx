@@ -429,6 +429,9 @@ test("a balance or a payout that cannot be read says so: never 'Available: KES 0
   gw.failReads = new ConnectError("wallet not answering", Code.Internal);
   await renderApp(gw);
   await signIn(gw);
+  // Home too: before, "Available KES 0 · Held: KES 0", read as the money gone.
+  await waitFor(() => expect(screen.getByTestId("available")).toHaveTextContent("—"), AFTER_POLLS);
+  expect(screen.getByTestId("held")).toHaveTextContent("Held for withdrawals: —");
   await openTab("withdraw");
   await waitFor(() => expect(screen.getByTestId("withdraw-available")).toHaveTextContent("—"), AFTER_POLLS);
   expect(screen.getAllByRole("alert").some((a) => /Something went wrong on our side/.test(String(a.props.children)))).toBe(true);

@@ -8,7 +8,7 @@ import { TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { plainError } from "../lib/errors";
-import { formatAmount, WALLET_CURRENCY } from "@ttip/web-lib/money";
+import { type Amount, formatAmount, WALLET_CURRENCY } from "@ttip/web-lib/money";
 import { nairobiMonthStart } from "@ttip/web-lib/nairobi-time";
 import { useEffect, useRef, useState } from "react";
 import { Text, View } from "react-native";
@@ -35,6 +35,8 @@ export function Home({ onOpenInbox }: { onOpenInbox(): void }) {
   const arrived = useArrivals(list, tips.data !== undefined);
   const offline = balance.offline || tips.offline || earnings.offline;
   const unread = useUnreadCount(POLL_MS);
+  // No wallet yet is KES 0: the balance was read, and it has none.
+  const balanceText = (amount: Amount | undefined) => (balance.data ? formatAmount(amount, WALLET_CURRENCY) : balance.error || balance.offline ? "—" : "…");
   return (
     <Screen testID="home">
       <Title>{t("homeTitle")}</Title>
@@ -47,8 +49,9 @@ export function Home({ onOpenInbox }: { onOpenInbox(): void }) {
       ) : null}
       <Notice>
         <Text style={styles.muted}>{t("available")}</Text>
-        <Text testID="available" style={styles.big}>{formatAmount(b?.available, WALLET_CURRENCY)}</Text>
-        <Text style={styles.muted}>{t("held")}: {formatAmount(b?.held, WALLET_CURRENCY)}</Text>
+        {/* Not known is not KES 0 (read as money gone): "…" while loading, "—" when it failed or no copy was saved. */}
+        <Text testID="available" style={styles.big}>{balanceText(b?.available)}</Text>
+        <Text testID="held" style={styles.muted}>{t("held")}: {balanceText(b?.held)}</Text>
         <Text style={styles.text}>
           {/* Not known is not "…" forever: "—" when the call failed (the reason is above). */}
           {t("today")}: {e ? formatAmount(e.today?.net, WALLET_CURRENCY) : earnings.error ? "—" : "…"} · {t("thisWeek")}: {e ? formatAmount(e.thisWeek?.net, WALLET_CURRENCY) : earnings.error ? "—" : "…"}
