@@ -383,6 +383,42 @@ async function askedAgainAfterRestart(meanwhile: (phone: TestPhone, gw: FakeGate
   return gw;
 }
 
+test("a withdrawal whose key the phone cannot read or save is not sent; once it can, the same withdrawal goes under a kept key", async () => {
+  const gw = new FakeGateway();
+  const phone = newPhone();
+  const { get, set } = phone.cache;
+  let storage: "unreadable" | "full" | "fine" = "unreadable";
+  phone.cache.get = async (k) => {
+    if (storage === "unreadable" && k.endsWith(":payout-keys")) throw new Error("storage unreadable");
+    return get(k);
+  };
+  phone.cache.set = async (k, v) => {
+    if (storage === "full" && k.endsWith(":payout-keys")) throw new Error("storage full");
+    return set(k, v);
+  };
+  await renderApp(gw, phone);
+  await signIn(gw);
+  const unsaved = "This phone's storage could not keep the withdrawal's details, so nothing was sent. Free some space on the phone and try again.";
+  await openTab("withdraw");
+  await fireEvent.changeText(await screen.findByTestId("amount"), "300");
+  await fireEvent.press(screen.getByTestId("withdraw-submit"));
+  expect(await screen.findByRole("alert")).toHaveTextContent(unsaved);
+  // Before, the key went out held in memory alone: its answer lost and the app started again, the same
+  // withdrawal had a new key, and was a second payout.
+  storage = "full";
+  await fireEvent.press(screen.getByTestId("withdraw-submit"));
+  await fireEvent.press(await screen.findByTestId("withdraw-confirm"));
+  await givePinForKey(gw);
+  await waitFor(() => expect(phone.biometricPrompts.length).toBe(1));
+  await screen.findByTestId("withdraw-confirm");
+  expect(await screen.findByRole("alert")).toHaveTextContent(unsaved);
+  expect(gw.count("RequestPayout")).toBe(0);
+  storage = "fine";
+  await fireEvent.press(screen.getByTestId("withdraw-confirm"));
+  expect(await screen.findByText(/Withdrawal of KES 300: sent/, {}, AFTER_POLLS)).toBeTruthy();
+  expect(gw.payouts.size).toBe(1);
+});
+
 test("a payout whose answer was lost, asked for again after the app restarted, is the same payout", async () => {
   // Before, the key lived in the app's memory only: a new one after the restart, and a second payout of KES 300.
   expect((await askedAgainAfterRestart()).payouts.size).toBe(1);

@@ -47,12 +47,18 @@ function payoutKeysOf(app: AppServices, userId: string): Promise<WriteKey> {
   let ofApp = payoutKeys.get(app);
   if (!ofApp) payoutKeys.set(app, (ofApp = new Map()));
   let keys = ofApp.get(userId);
-  if (!keys) ofApp.set(userId, (keys = loadPayoutKeys(app, userId)));
+  if (!keys) {
+    const loading = (keys = loadPayoutKeys(app, userId));
+    ofApp.set(userId, loading);
+    // A read that failed is not kept: kept as no keys, its empty list was saved over the keys the phone holds.
+    loading.catch(() => ofApp.get(userId) === loading && ofApp.delete(userId));
+  }
   return keys;
 }
 
+/** The worker's kept keys; rejects when the phone's storage cannot be read (nothing may be sent then). */
 async function loadPayoutKeys(app: AppServices, userId: string): Promise<WriteKey> {
-  const saved = await app.cache.get(payoutKeysSlot(userId)).catch(() => undefined);
+  const saved = await app.cache.get(payoutKeysSlot(userId));
   // [intent, key], and a time after them in copies saved before the keys were kept until answered.
   let writes: [string, string][] = [];
   try {
@@ -67,9 +73,9 @@ async function loadPayoutKeys(app: AppServices, userId: string): Promise<WriteKe
   return new WriteKey(undefined, app.newKey, writes);
 }
 
-/** Saved after every change; a failed save leaves this app start's keys (in memory) to hold. */
-async function savePayoutKeys(app: AppServices, userId: string, keys: WriteKey): Promise<void> {
-  await app.cache.set(payoutKeysSlot(userId), JSON.stringify(keys.unansweredWrites())).catch(() => undefined);
+/** Saved after every change: false when the phone could not save them (its storage full, say). */
+function savePayoutKeys(app: AppServices, userId: string, keys: WriteKey): Promise<boolean> {
+  return app.cache.set(payoutKeysSlot(userId), JSON.stringify(keys.unansweredWrites())).then(() => true, () => false);
 }
 
 /**
@@ -152,7 +158,9 @@ export function Withdraw() {
     // answered (payment replays it).
     const session = sessions.get();
     if (!session) return setError(t("sessionEnded"));
-    const again = (await payoutKeysOf(app, session.userId)).sentUnanswered(`${amount}|${mpesaPhone}`);
+    const keys = await payoutKeysOf(app, session.userId).catch(() => undefined);
+    if (!keys) return setError(t("payoutKeysUnsaved"));
+    const again = keys.sentUnanswered(`${amount}|${mpesaPhone}`);
     const over = again ? undefined : withdrawalOver(amount, balance.data ? available : undefined, limits.data?.limits ?? []);
     if (over) {
       const words = { left: formatMoney(over.leftMinor, WALLET_CURRENCY), least: formatMoney(least, WALLET_CURRENCY) };
@@ -192,11 +200,17 @@ export function Withdraw() {
       const working = (stage: StepUpStage) => setStage({ kind: "working", note: t(stage === "key" ? "settingUpKey" : "signingKey") });
       const stepUpToken = await stepUp(session.userId, "payout", working);
       setStage({ kind: "working", note: t("sending") });
-      const keys = await payoutKeysOf(app, session.userId);
+      const keys = await payoutKeysOf(app, session.userId).catch(() => undefined);
       // Taken at each send, not kept by the screen: after a refusal settled it, the next Confirm is a new
       // write whose key must be kept (a screen's key, forgotten, went unsaved; lost again, its retry was a new payout).
-      const idempotencyKey = keys.use(`${amount}|${mpesaPhone}`);
-      await savePayoutKeys(app, session.userId, keys);
+      const idempotencyKey = keys?.use(`${amount}|${mpesaPhone}`);
+      // Not sent under a key the phone does not hold: its answer lost and the app started again, the same withdrawal
+      // asked for again had a new key, and was a second payout.
+      if (!keys || !idempotencyKey || !(await savePayoutKeys(app, session.userId, keys))) {
+        outcome = { error: t("payoutKeysUnsaved") };
+        setStage(attempt);
+        return setError(outcome.error!);
+      }
       const settle = () => (keys.settle(idempotencyKey), savePayoutKeys(app, session.userId, keys));
       const res = await payout.mutateAsync({ idempotencyKey, amount: { amountMinor: amount, currency: "KES" }, mpesaPhone, stepUpToken }).catch(async (err: unknown) => {
         if (settlesWrite(err)) await settle();
