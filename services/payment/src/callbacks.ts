@@ -90,10 +90,11 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
   // with the tip its path's token names, which is what the replay decides it by.
   const refused = req.method !== "POST" ? "bad_method" : !allowed ? "rejected_address" : truncated ? "too_large" : !match ? "unknown_path" : undefined;
   if (early !== "stored") {
+    const stkToken = !refused && match![1] === "stk" ? match![2] : null;
     await pool.query(
-      `INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body, outcome, tip_id)
-       VALUES ($1, $2, $3, $4, $5, $6, (SELECT tip_id FROM payment.tips WHERE callback_token = $7))`,
-      [callbackId, source, raw.path, from, body, refused ?? "received", !refused && match![1] === "stk" ? match![2] : null],
+      `INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body, outcome, tip_id, token_checked)
+       VALUES ($1, $2, $3, $4, $5, $6, (SELECT tip_id FROM payment.tips WHERE callback_token = $7), $7::text IS NOT NULL)`,
+      [callbackId, source, raw.path, from, body, refused ?? "received", stkToken],
     );
   }
   const outcome = (o: string, extra: { ref?: string; tipId?: string; payoutId?: string; matched?: boolean } = {}) => markCallback(pool, callbackId, o, extra);
@@ -179,7 +180,7 @@ export async function replayStoredStkCallbacks(deps: Deps, limit: number): Promi
         SELECT callback_id FROM payment.callbacks WHERE source = 'mpesa_stk' AND outcome = 'received'
            AND received_at < now() - interval '1 minute' AND (replay_lease_until IS NULL OR replay_lease_until < now())
          ORDER BY attempts, received_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-      RETURNING callback_id, raw_body, tip_id`,
+      RETURNING callback_id, raw_body, tip_id, token_checked`,
     [limit],
   );
   return replayEach(deps, rows);
@@ -190,6 +191,15 @@ interface StoredStkCallback {
   callback_id: string;
   raw_body: Buffer;
   tip_id: string | null;
+  /** Null: stored by a version that kept no tip by the token (0070_callback_token_checked.sql). */
+  token_checked: boolean | null;
+}
+
+/** The tip a callback decides: the one its token named, or for one stored before tokens were checked, its body's. */
+async function tipOfStored(deps: Deps, r: StoredStkCallback, checkoutRequestId: string): Promise<string | undefined> {
+  if (r.token_checked) return r.tip_id ?? undefined;
+  const { rows } = await deps.ctx.pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.tip_checkout_ids WHERE checkout_request_id = $1", [checkoutRequestId]);
+  return rows[0]?.tip_id;
 }
 
 async function replayEach(deps: Deps, rows: StoredStkCallback[]): Promise<number> {
@@ -202,7 +212,7 @@ async function replayEach(deps: Deps, rows: StoredStkCallback[]): Promise<number
         await markCallback(pool, r.callback_id, "malformed");
         continue;
       }
-      await decideStk(deps, r.callback_id, r.tip_id ?? undefined, cb);
+      await decideStk(deps, r.callback_id, await tipOfStored(deps, r, cb.checkoutRequestId), cb);
       decided++;
     } catch (err) {
       if (err instanceof SyntaxError) {

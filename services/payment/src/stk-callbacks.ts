@@ -143,9 +143,9 @@ function lockDecideStore(set: string, where: string, outcome: "credited" | "fail
         WHERE t.tip_id = l.tip_id AND t.callback_token = m.token AND ${where}
         RETURNING ${TIP_COLUMNS_OF_T}, m.callback_id AS decided_by),
      stored AS (
-       INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body, outcome, external_reference, tip_id, matched)
+       INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body, outcome, external_reference, tip_id, matched, token_checked)
        SELECT m.callback_id, m.source, m.path, m.remote_address, m.raw_body, CASE WHEN d.tip_id IS NULL THEN 'received' ELSE '${outcome}' END,
-              CASE WHEN d.tip_id IS NULL THEN '' ELSE ${ref} END, COALESCE(d.tip_id, l.tip_id), d.tip_id IS NOT NULL
+              CASE WHEN d.tip_id IS NULL THEN '' ELSE ${ref} END, COALESCE(d.tip_id, l.tip_id), d.tip_id IS NOT NULL, true
          FROM m LEFT JOIN decided d ON d.decided_by = m.callback_id LEFT JOIN locked l ON l.callback_id = m.callback_id)`;
 }
 

@@ -513,9 +513,9 @@ async function storeAndDecide<R extends "credited" | "failed">(deps: Deps, raw: 
  */
 export function storedCallbackCte(outcome: "credited" | "failed", ref: string, token: string): string {
   return `stored AS (
-       INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body, outcome, external_reference, tip_id, matched)
+       INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body, outcome, external_reference, tip_id, matched, token_checked)
        SELECT $1, $2, $3, $4, $5, CASE WHEN d.tip_id IS NULL THEN 'received' ELSE '${outcome}' END, CASE WHEN d.tip_id IS NULL THEN '' ELSE ${ref} END,
-              COALESCE(d.tip_id, (SELECT t.tip_id FROM payment.tips t WHERE t.callback_token = ${token})), d.tip_id IS NOT NULL
+              COALESCE(d.tip_id, (SELECT t.tip_id FROM payment.tips t WHERE t.callback_token = ${token})), d.tip_id IS NOT NULL, true
          FROM (SELECT 1) one LEFT JOIN decided d ON true)`;
 }
 

@@ -564,8 +564,8 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     return { t, r, sim: h.sim.transactions().find((x) => x.checkoutRequestId === r.checkout_request_id)! };
   };
 
-  test("a late callback stored but not decided (its transaction failed) is decided by a later pass, once: the worker gets the money", () => callbacksHeld(async () => {
-    const worker = randomUUID();
+  /** A late success for an expired tip, stored but not decided (its deciding transaction failed: Daraja answered 500). */
+  const storedUndecided = async (worker: string) => {
     const { t, r, sim } = await expiredUnanswered(worker);
     // The deciding transaction fails once (a statement timeout, a failover): Daraja is answered 500 and never sends it again.
     const trigger = `stk_test_refuse_${t!.tipId.replaceAll("-", "")}`;
@@ -580,16 +580,32 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     const stored = () => h.t.db.pool.query("SELECT callback_id, outcome FROM payment.callbacks WHERE source = 'mpesa_stk' AND position($1 in convert_from(raw_body, 'UTF8')) > 0", [r.checkout_request_id]);
     assert.deepEqual((await stored()).rows.map((c) => c.outcome), ["received"], "kept, undecided");
     assert.equal((await status(t!.tipId)).status, TipStatus.EXPIRED);
+    return { t, stored, callbackId: (await stored()).rows[0].callback_id as string };
+  };
+
+  test("a late callback stored but not decided (its transaction failed) is decided by a later pass, once: the worker gets the money", () => callbacksHeld(async () => {
+    const worker = randomUUID();
+    const { t, stored, callbackId } = await storedUndecided(worker);
     // A pass leaves a callback of the last minute to its own handling; an older one it decides as if it came now.
     await reconcile();
     assert.equal((await status(t!.tipId)).status, TipStatus.EXPIRED, "not before a minute");
-    await h.t.db.pool.query("UPDATE payment.callbacks SET received_at = received_at - interval '2 minutes' WHERE callback_id = $1", [(await stored()).rows[0].callback_id]);
+    await h.t.db.pool.query("UPDATE payment.callbacks SET received_at = received_at - interval '2 minutes' WHERE callback_id = $1", [callbackId]);
     await reconcile();
     assert.equal((await status(t!.tipId)).status, TipStatus.SUCCEEDED);
     await eventually(async () => (await h.balance(worker)) === 9500n, "credited");
     assert.deepEqual((await stored()).rows.map((c) => c.outcome), ["credited"]);
     await reconcile();
     assert.equal(await h.walletEntries(worker), 1, "decided once");
+  }));
+
+  test("a late callback stored undecided by the version before tokens were checked at storing is decided by its body's push, as that version did", () => callbacksHeld(async () => {
+    const worker = randomUUID();
+    const { t, callbackId } = await storedUndecided(worker);
+    // As the version before stored it (its rollout's pods too): no tip kept, nothing said of its token.
+    await h.t.db.pool.query("UPDATE payment.callbacks SET tip_id = NULL, token_checked = NULL, received_at = received_at - interval '2 minutes' WHERE callback_id = $1", [callbackId]);
+    await reconcile();
+    assert.equal((await status(t!.tipId)).status, TipStatus.SUCCEEDED);
+    await eventually(async () => (await h.balance(worker)) === 9500n, "credited");
   }));
 
   test("a stored callback whose path's token named no tip is not credited by the replay, though its body names a real push", () => callbacksHeld(async () => {
