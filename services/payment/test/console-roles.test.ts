@@ -87,8 +87,10 @@ describe("payment admin RPCs by console role", () => {
     assert.equal(await held(), false);
     assert.equal((await finance.getPayoutHold({ workerId: worker })).hold, undefined, "released");
     assert.equal(await outcome(finance.blockPhoneNumber({ phone: "0712345678", reason: "card testing" })), "ok");
+    assert.equal(await outcome(finance.blockPhoneNumber({ phone: "0712345678", reason: "card testing" })), "ok", "a retry after a lost answer");
     // Each action's audit record is in payment's outbox, written with it, the release's note
-    // like the hold's reason; the refused hold and releases changed nothing and recorded nothing.
+    // like the hold's reason; the refused hold and releases changed nothing and recorded nothing, nor did the
+    // block's retry (before, a second PAYER_BLOCKED).
     const actions = await adminActions(h);
     assert.deepEqual(actions.map((a) => [AuditAction[a.action], a.target, a.actorUserId === financeId, a.detail]), [
       ["PAYOUTS_HELD", `worker:${worker}`, true, "check"],

@@ -148,7 +148,8 @@ function blockPhoneNumberHandler(h: PaymentHandlerContext): Impl["blockPhoneNumb
     const admin = requireCaller(ctx);
     const phone = requireKenyanMobile(req.phone, "phone");
     await withTransaction(pool, async (tx) => {
-      await blockPhone(tx, phone, req.reason, admin.subject);
+      // A retry after a lost answer changes nothing, and is not audited again (as an unblock of no block is not).
+      if (!(await blockPhone(tx, phone, req.reason, admin.subject))) return;
       await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYER_BLOCKED, target: `phone:${maskPhone(phone)}`, detail: req.reason });
     });
     return {};
