@@ -1,11 +1,13 @@
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { UserBlockChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { consumeEvents, decodeEvent, isUuid, subjectOf, type ServiceContext } from "@ttip/runtime";
-import { holdPayoutsForBlock } from "./stores/payout-settings.js";
+import { holdPayoutsForBlock, noteAccountUnblocked } from "./stores/payout-settings.js";
 
 /**
  * Payouts of a user auth blocked are held, automatic ones and those not yet sent too, as an admin's HoldPayouts holds
  * them: a block is often for fraud, and money leaving meanwhile is not brought back. Unblocking releases nothing: an
- * admin does, with ReleasePayouts. A hold there already is taken over by the block (holdPayoutsForBlock).
+ * admin does, with ReleasePayouts, which a blocked account's payouts refuse. A hold there already is taken over by the
+ * block (holdPayoutsForBlock).
  */
 export async function startBlockedUserHolds(ctx: ServiceContext): Promise<() => Promise<void>> {
   const consuming = await consumeEvents({
@@ -18,8 +20,11 @@ export async function startBlockedUserHolds(ctx: ServiceContext): Promise<() => 
     metrics: ctx.metrics,
     handle: async (message, tx) => {
       const e = decodeEvent(UserBlockChangedSchema, message);
-      if (!e.blocked || !isUuid(e.userId) || !isUuid(e.changedBy)) return;
-      await holdPayoutsForBlock(tx, e.userId, `account blocked: ${e.reason}`, e.changedBy);
+      if (!isUuid(e.userId) || !isUuid(e.changedBy)) return;
+      // Ordered by auth's time of the change: a block or unblock delivered after a later one changes no block state.
+      const changedAt = e.changedAt ? timestampDate(e.changedAt) : new Date(0);
+      if (e.blocked) await holdPayoutsForBlock(tx, e.userId, `account blocked: ${e.reason}`, e.changedBy, changedAt);
+      else await noteAccountUnblocked(tx, e.userId, changedAt);
     },
   });
   return () => consuming.stop();

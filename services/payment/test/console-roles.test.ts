@@ -10,7 +10,7 @@ import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb
 import { createClient } from "@connectrpc/connect";
 import { callerHeaders, stepUpHeaders } from "@ttip/runtime";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { EventMetaSchema, PaymentAdminActionTakenSchema, UserBlockChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { eventually, startHarness, type Harness } from "./setup.js";
@@ -107,15 +107,19 @@ describe("payment admin RPCs by console role", () => {
     const finance = h.t.client(PaymentAdminService, { subject: financeId, roles: ["finance"], stepUp: true });
     const worker = randomUUID();
     await finance.holdPayouts({ workerId: worker, reason: "checking receipts", idempotencyKey: key() });
-    const id = randomUUID();
-    await h.t.ctx.bus.publish({
-      id,
-      subject: "ttip.auth.user_block_changed",
-      data: toBinary(UserBlockChangedSchema, create(UserBlockChangedSchema, {
-        meta: create(EventMetaSchema, { id, occurredAt: timestampNow(), producer: "auth" }),
-        userId: worker, blocked: true, reason: "card fraud", changedBy: blockerId, changedAt: timestampNow(),
-      })),
-    });
+    const blockChanged = async (blocked: boolean, at: Date) => {
+      const id = randomUUID();
+      await h.t.ctx.bus.publish({
+        id,
+        subject: "ttip.auth.user_block_changed",
+        data: toBinary(UserBlockChangedSchema, create(UserBlockChangedSchema, {
+          meta: create(EventMetaSchema, { id, occurredAt: timestampNow(), producer: "auth" }),
+          userId: worker, blocked, reason: blocked ? "card fraud" : "cleared", changedBy: blockerId, changedAt: timestampFromDate(at),
+        })),
+      });
+    };
+    const blockedAt = new Date();
+    await blockChanged(true, blockedAt);
     // Before, the block found the payouts held and left the hold as it was: "checking receipts", by finance, whose
     // release once the receipts checked out paid the blocked account.
     const hold = await eventually(async () => {
@@ -123,6 +127,16 @@ describe("payment admin RPCs by console role", () => {
       return hold?.heldByUserId === blockerId ? hold : undefined;
     }, "the block taking the hold over");
     assert.equal(hold.reason, "account blocked: card fraud; held before: checking receipts");
+    // Finance, from a screen still showing its own hold, releases it: refused while the account is blocked. Before,
+    // the release took the block's hold with it, and the blocked account was paid.
+    const release = () => finance.releasePayouts({ workerId: worker, note: "receipts check out", idempotencyKey: key() });
+    const refused = await release().then(() => undefined, (e) => ConnectError.from(e));
+    assert.deepEqual([refused?.code, refused?.rawMessage], [Code.FailedPrecondition, "worker_id: the worker's account is blocked: unblock it first, then release its payouts"]);
+    assert.equal((await finance.getPayoutHold({ workerId: worker })).hold?.heldByUserId, blockerId, "still held");
+    // Unblocked by auth: the hold stays for an admin to release, who now may.
+    await blockChanged(false, new Date(blockedAt.getTime() + 1000));
+    await eventually(async () => (await outcome(release())) === "ok" || undefined, "released once the account is unblocked");
+    assert.equal((await finance.getPayoutHold({ workerId: worker })).hold, undefined);
   });
 
   test("a direct call without the device step-up: the service itself refuses every declared money action, and nothing changes", async () => {

@@ -127,7 +127,9 @@ function releasePayoutsHandler(h: PaymentHandlerContext): Impl["releasePayouts"]
     await withTransaction(pool, async (tx) => {
       if (await claimIdempotencyKey(tx, idempotentRequest("payment", ctx, req, admin.subject), req.workerId)) return;
       refuseOwnAccount(admin.subject, req.workerId, "worker_id");
-      if (!(await releasePayouts(tx, req.workerId, new Date(clockOf(h.deps.ctx).now())))) throw new InvalidStateError("worker_id: the worker's payouts are not on hold");
+      const released = await releasePayouts(tx, req.workerId, new Date(clockOf(h.deps.ctx).now()));
+      if (released === "not_held") throw new InvalidStateError("worker_id: the worker's payouts are not on hold");
+      if (released === "blocked") throw new InvalidStateError("worker_id: the worker's account is blocked: unblock it first, then release its payouts");
       await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYOUTS_RELEASED, target: `worker:${req.workerId}`, userId: req.workerId, detail: req.note });
     });
     return {};

@@ -105,28 +105,43 @@ const HOLD_REASON_MAX_CHARS = 2_000;
  * taken over (the block's reason first, the earlier one after it; the blocker as its author), so that the console
  * shows the block to whoever releases it: left as it was, a release meant for the earlier check paid a blocked account.
  */
-export async function holdPayoutsForBlock(tx: Queryable, workerId: string, reason: string, adminId: string): Promise<void> {
+export async function holdPayoutsForBlock(tx: Queryable, workerId: string, reason: string, adminId: string, changedAt: Date): Promise<void> {
   await tx.query(
-    `INSERT INTO payment.payout_settings (worker_id, payouts_on_hold, hold_reason, held_at, held_by) VALUES ($1, true, $2, now(), $3)
+    `INSERT INTO payment.payout_settings (worker_id, payouts_on_hold, hold_reason, held_at, held_by, account_blocked, block_changed_at) VALUES ($1, true, $2, now(), $3, true, $5)
      ON CONFLICT (worker_id) DO UPDATE SET payouts_on_hold = true, held_at = now(), held_by = $3, updated_at = now(),
-       hold_reason = CASE WHEN payout_settings.payouts_on_hold THEN left($2 || '; held before: ' || payout_settings.hold_reason, $4) ELSE $2 END`,
-    [workerId, reason, adminId, HOLD_REASON_MAX_CHARS],
+       hold_reason = CASE WHEN payout_settings.payouts_on_hold THEN left($2 || '; held before: ' || payout_settings.hold_reason, $4) ELSE $2 END,
+       account_blocked = CASE WHEN payout_settings.block_changed_at >= $5 THEN payout_settings.account_blocked ELSE true END,
+       block_changed_at = GREATEST(payout_settings.block_changed_at, $5)`,
+    [workerId, reason, adminId, HOLD_REASON_MAX_CHARS, changedAt],
+  );
+}
+
+/** Auth unblocked the worker: their payouts may be released again (the hold stays: an admin releases it). */
+export async function noteAccountUnblocked(tx: Queryable, workerId: string, changedAt: Date): Promise<void> {
+  await tx.query(
+    `UPDATE payment.payout_settings SET account_blocked = false, block_changed_at = $2
+      WHERE worker_id = $1 AND (block_changed_at IS NULL OR block_changed_at < $2)`,
+    [workerId, changedAt],
   );
 }
 
 /**
- * False when the worker's payouts were not on hold (nothing changed). A worker with automatic payouts has one due
+ * "not_held" when the worker's payouts were not on hold (nothing changed). A worker with automatic payouts has one due
  * `now`, whatever was marked: what came in during the hold, and a due payout the hold dropped, are paid out by
  * reconciliation's pass, not left in the wallet until the next tip. A mark kept instead (a credit's look, one due
  * already) was cleared by whoever was settling it (that credit's start, a pass that found the payouts held), and the
- * look at the release went with it; a time of its own no one else is clearing.
+ * look at the release went with it; a time of its own no one else is clearing. Not released while auth has the
+ * account blocked ("blocked"): a release meant for an earlier hold paid the blocked account.
  */
-export async function releasePayouts(tx: Queryable, workerId: string, now: Date): Promise<boolean> {
-  const { rowCount } = await tx.query(
-    `UPDATE payment.payout_settings SET payouts_on_hold = false, hold_reason = '', held_at = NULL, held_by = NULL, updated_at = now(),
-       auto_payout_due_at = CASE WHEN auto_payout THEN $2 ELSE auto_payout_due_at END
-     WHERE worker_id = $1 AND payouts_on_hold`,
+export async function releasePayouts(tx: Queryable, workerId: string, now: Date): Promise<"released" | "not_held" | "blocked"> {
+  const { rows } = await tx.query<{ released: boolean; blocked: boolean }>(
+    `WITH released AS (
+       UPDATE payment.payout_settings SET payouts_on_hold = false, hold_reason = '', held_at = NULL, held_by = NULL, updated_at = now(),
+         auto_payout_due_at = CASE WHEN auto_payout THEN $2 ELSE auto_payout_due_at END
+       WHERE worker_id = $1 AND payouts_on_hold AND NOT account_blocked RETURNING 1)
+     SELECT EXISTS (SELECT 1 FROM released) AS released,
+            EXISTS (SELECT 1 FROM payment.payout_settings WHERE worker_id = $1 AND payouts_on_hold AND account_blocked) AS blocked`,
     [workerId, now],
   );
-  return (rowCount ?? 0) > 0;
+  return rows[0].released ? "released" : rows[0].blocked ? "blocked" : "not_held";
 }
