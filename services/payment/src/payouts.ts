@@ -364,12 +364,25 @@ async function holdForAmountMismatch(deps: PayoutDeps, p: Payout, paid: bigint, 
 }
 
 /** What M-Pesa told of a payout that support is alerted to once (payout_alerts), however often M-Pesa repeats it. */
-type PayoutAlertKind = "amount_mismatch" | "paid_after_failed";
+type PayoutAlertKind = "amount_mismatch" | "paid_after_failed" | "unrecognised_status";
 
 /** Records the alert (in `tx`) unless the payout raised one of its kind before. */
 async function alertOncePerPayout(tx: Queryable, kind: PayoutAlertKind, a: AlertInput & { payoutId: string }): Promise<void> {
   const first = await tx.query("INSERT INTO payment.payout_alerts (payout_id, kind) VALUES ($1, $2) ON CONFLICT DO NOTHING", [a.payoutId, kind]);
   if (first.rowCount) await recordAlert(tx, a);
+}
+
+/**
+ * A status query answered a TransactionStatus that decides nothing here: the payout stays held and asked about, and
+ * support is told once. Before, it was asked about every pass for ever, its money held, and no one was told.
+ */
+async function alertUnrecognisedStatus(deps: PayoutDeps, p: { payoutId: string; workerId: string; phoneMasked: string }, status: string): Promise<void> {
+  const said = JSON.stringify(status.slice(0, 40));
+  deps.ctx.logger.error({ payoutId: p.payoutId, transactionStatus: said }, "transaction status answered a status this service does not decide; payout still unresolved");
+  await withTransaction(deps.ctx.pool, (tx) =>
+    alertOncePerPayout(tx, "unrecognised_status", { reason: "CALLBACK_MISMATCH", action: "flag", payoutId: p.payoutId, workerId: p.workerId, phoneMasked: p.phoneMasked,
+      detail: `M-Pesa's status query says ${said} of payout ${p.payoutId}, which decides nothing here: it stays held and asked about until the statement is checked; told once per payout` }),
+  );
 }
 
 /** The request waited too long in Daraja's queue: its fate is asked, not assumed. */
@@ -402,6 +415,7 @@ export async function applyStatusResult(deps: PayoutDeps, payoutId: string, r: P
     if (status === "Failed" || status === "Cancelled") {
       return finishPayout(deps, payoutId, { success: false, code: String(r.parameters.get("ResultCode") ?? "failed"), message: "M-Pesa did not complete the payout" });
     }
+    if (p.status === "pending" || p.status === "resolving") await alertUnrecognisedStatus(deps, p, status);
     return "pending";
   }
   if (p.status !== "resolving" && p.status !== "pending") return "duplicate";

@@ -283,6 +283,21 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.equal(b2cTo(p).length, 1, "sent once");
   });
 
+  test("a Transaction Status that says neither Completed, Failed nor Cancelled keeps the payout held and tells support once", async () => {
+    const p = phone("5612");
+    // Its result lost; every status query says "Expired", which decides nothing here.
+    h.sim.script({ phone: msisdn(p) }, { b2c: "lost_result", statusAnswer: "Expired" });
+    const worker = await tippedWorker(p);
+    const payout = await reconcileUntil(worker, () => false);
+    assert.ok(b2cTo(p)[0].queries >= 2, `asked ${b2cTo(p)[0].queries} times`);
+    assert.equal(payout.status, PayoutStatus.RESOLVING);
+    assert.equal(await holdState(payout.payoutId), "held");
+    // Before, it was asked about every pass for ever, its money held, and no one was told.
+    const { rows } = await h.t.db.pool.query("SELECT reason, detail FROM payment.fraud_alerts WHERE payout_id = $1", [payout.payoutId]);
+    assert.deepEqual(rows.map((r) => r.reason), ["CALLBACK_MISMATCH"], "told once, however many passes asked");
+    assert.match(rows[0].detail, /status query says "Expired" of payout .*decides nothing here/);
+  });
+
   test("WatchPayout follows a payout live to its end, each change once, to its worker only", async () => {
     const p = phone("0003"); // lost_result: pending until transaction status finds it
     const worker = await tippedWorker(p);

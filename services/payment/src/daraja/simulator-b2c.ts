@@ -99,10 +99,10 @@ export function b2cPayment(sim: DarajaSimState, b: Body, res: http.ServerRespons
   answer(); // lost_result: executed, and no result ever comes
 }
 
-function statusParameters(tx: SimTransaction) {
+function statusParameters(tx: SimTransaction, answer: string | undefined) {
   return [
     { Key: "ReceiptNo", Value: tx.receipt ?? "" },
-    { Key: "TransactionStatus", Value: tx.resultCode === 0 ? "Completed" : "Failed" },
+    { Key: "TransactionStatus", Value: answer ?? (tx.resultCode === 0 ? "Completed" : "Failed") },
     { Key: "ResultCode", Value: tx.resultCode ?? "" },
     { Key: "Amount", Value: tx.amount },
     { Key: "OriginatorConversationID", Value: tx.originatorConversationId },
@@ -130,7 +130,7 @@ export function transactionStatus(sim: DarajaSimState, b: Body, res: http.Server
       OriginatorConversationID: originator,
       ConversationID: conversation,
       TransactionID: tx?.receipt ?? "",
-      ResultParameters: { ResultParameter: tx && !statusError ? statusParameters(tx) : [] },
+      ResultParameters: { ResultParameter: tx && !statusError ? statusParameters(tx, sim.scriptFor(tx.phone, tx.amount).statusAnswer) : [] },
     },
     { Key: "Occasion" },
   );

@@ -66,6 +66,8 @@ export interface Script {
   statusError?: string;
   /** B2C: every Transaction Status request about it is answered 503 with no Daraja body (an outage past its gateway). */
   statusOutage?: boolean;
+  /** B2C: Transaction Status answers it with this TransactionStatus, instead of "Completed" or "Failed". */
+  statusAnswer?: string;
 }
 
 export interface SimTransaction {
