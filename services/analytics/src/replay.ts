@@ -19,7 +19,7 @@ export interface ReplayOptions {
    * clocks): reading starts this much earlier so none is missed. Default 15 minutes.
    */
   slackMs?: number;
-  /** Events per transaction (default 500). */
+  /** Events per statement batch (default 500); the replay is one transaction. */
   batchSize?: number;
 }
 
@@ -62,10 +62,15 @@ interface Pending {
 /**
  * Holds the rebuild lock for the whole run: live consumers wait (their
  * events are redelivered and then found in the inbox), so no event is
- * counted by both. Readers see the rollups fill up again while it runs.
+ * counted by both. One transaction from the clearing to the last event:
+ * readers see the figures as they were until the rebuilt ones replace them
+ * whole. Committed batch by batch, a replay that stopped halfway (a killed
+ * pod, a lost connection) left the figures from its day on cut short, and a
+ * later one could no longer rebuild the days the stream had dropped since.
  */
 export async function replay(options: ReplayOptions): Promise<ReplayResult> {
   if (!options.bus.readStored) throw new Error("this bus cannot read back stored events");
+  const readStored = options.bus.readStored.bind(options.bus);
   const from = dayOf(options.from);
   const slackMs = options.slackMs ?? 15 * 60_000;
   const since = new Date(from.getTime() - slackMs);
@@ -78,31 +83,34 @@ export async function replay(options: ReplayOptions): Promise<ReplayResult> {
     await client.query("CREATE TEMP TABLE IF NOT EXISTS replay_seen (event_id text PRIMARY KEY)");
     await client.query("TRUNCATE replay_seen");
     await assertStreamHolds(options.bus, from, slackMs);
-    await inTransaction(client, () => clearFrom(client, from));
-    let read = 0;
-    let applied = 0;
-    let pending: Pending[] = [];
-    const flush = async () => {
-      if (!pending.length) return;
-      const batch = pending;
-      pending = [];
-      applied += await inTransaction(client, () => applyBatch(client, batch));
-    };
-    await options.bus.readStored({
-      subject: "ttip.>",
-      since,
-      handler: async (m) => {
-        read++;
-        if (!SUBJECTS.includes(m.subject)) return;
-        const a = factsOf(m.subject, m.data);
-        if (!a.at || a.at < from) return;
-        // Only its figures from `from` on: the rows before it are kept, and hold the others already (a late
-        // success's failure taken back at the failure's time, the day before, was taken back again).
-        pending.push({ id: m.id, subject: m.subject, applied: { ...a, facts: a.facts.filter((f) => f.at >= from) } });
-        if (pending.length >= batchSize) await flush();
-      },
+    const { read, applied } = await inTransaction(client, async () => {
+      await clearFrom(client, from);
+      let read = 0;
+      let applied = 0;
+      let pending: Pending[] = [];
+      const flush = async () => {
+        if (!pending.length) return;
+        const batch = pending;
+        pending = [];
+        applied += await applyBatch(client, batch);
+      };
+      await readStored({
+        subject: "ttip.>",
+        since,
+        handler: async (m) => {
+          read++;
+          if (!SUBJECTS.includes(m.subject)) return;
+          const a = factsOf(m.subject, m.data);
+          if (!a.at || a.at < from) return;
+          // Only its figures from `from` on: the rows before it are kept, and hold the others already (a late
+          // success's failure taken back at the failure's time, the day before, was taken back again).
+          pending.push({ id: m.id, subject: m.subject, applied: { ...a, facts: a.facts.filter((f) => f.at >= from) } });
+          if (pending.length >= batchSize) await flush();
+        },
+      });
+      await flush();
+      return { read, applied };
     });
-    await flush();
     options.logger.info({ from, read, applied }, "analytics rollups rebuilt from the stream");
     return { from, read, applied };
   } finally {

@@ -12,7 +12,7 @@ import { DeliveryUpdatedSchema, PaymentMethod, QrScannedSchema, TipFailedSchema,
 import { createQrModule } from "@ttip/qr";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { callerHeaders, InProcessBus } from "@ttip/runtime";
+import { callerHeaders, type EventBus, InProcessBus } from "@ttip/runtime";
 import { eventually, failure, startTestService, type TestService } from "@ttip/runtime/testing";
 import { Dim } from "../src/facts.js";
 import { createAnalyticsModule, parseCsv, replay, ReplayBeyondStreamError } from "../src/index.js";
@@ -311,6 +311,24 @@ describe("analytics from a generated day of events (real PostgreSQL and JetStrea
     assert.deepEqual(await snapshot(), before);
     const { summary } = await t.client(AnalyticsAdminService, admin).getPlatformSummary({ range: dayRange });
     assert.equal(summary?.payoutsSucceeded, BigInt(expected.payoutsSucceeded));
+  });
+
+  test("a replay that stops halfway changes no figure: its clearing and its batches commit together or not at all", async () => {
+    const snapshot = async () =>
+      (await t.db.pool.query("SELECT * FROM analytics.rollups ORDER BY dim, id, grain, bucket, sub, method, result_code, currency")).rows;
+    const before = await snapshot();
+    // The stream read back until its 40th event, then the connection lost: batches of 10 applied before it.
+    const cut: EventBus = Object.create(t.ctx.bus);
+    cut.readStored = (o) => {
+      let n = 0;
+      return t.ctx.bus.readStored!({ ...o, handler: async (m) => {
+        if (++n > 40) throw new Error("connection to the stream lost");
+        await o.handler(m);
+      } });
+    };
+    await assert.rejects(replay({ pool: t.db.pool, bus: cut, logger: t.ctx.logger, from: day, batchSize: 10 }), /connection to the stream lost/);
+    // Before, the clearing and the batches before the cut had committed: the day's figures cut short, unseen.
+    assert.deepEqual(await snapshot(), before);
   });
 
   test("a tip announced failed before a replay's first day and paid after it: its failure is taken back once, not again by the replay", async () => {
