@@ -318,15 +318,23 @@ describe("partner webhooks", () => {
     const during = await delivered();
     assert.equal(signaturesOf(during)?.v1.length, 2);
     assert.ok(verifies(second, during) && verifies(first, during));
+    // Rotated again within the hour (a retry under a new key after a lost answer): the first secret, which a receiver
+    // not yet moved still holds, signs on until its hour is up. Before, the second took its place, and deliveries to
+    // that receiver failed.
+    const again = await partner.rotateWebhookSecret({ ...rotation, previousSecretValidSeconds: 7200, idempotencyKey: `rotate-${randomUUID()}` });
+    assert.equal(timestampDate(again.subscription!.previousSecretExpiresAt!).getTime(), until, "the first secret's hour, not two more");
+    const rotatedTwice = await delivered();
+    assert.ok(verifies(again.signingSecret, rotatedTwice) && verifies(first, rotatedTwice) && !verifies(second, rotatedTwice));
+    const latest = again.signingSecret;
     // Its time up, the old one signs nothing.
     h.clock.advance(3_601_000);
     const after = await delivered();
     assert.equal(signaturesOf(after)?.v1.length, 1);
-    assert.ok(verifies(second, after) && !verifies(first, after));
+    assert.ok(verifies(latest, after) && !verifies(first, after));
     // A secret that leaked: replaced with no time for it.
     const third = (await partner.rotateWebhookSecret({ subscriptionId, previousSecretValidSeconds: 0, idempotencyKey: `rotate-${randomUUID()}` })).signingSecret;
     const now = await delivered();
-    assert.ok(verifies(third, now) && !verifies(second, now));
+    assert.ok(verifies(third, now) && !verifies(latest, now));
 
     const refused = async (req: Partial<typeof rotation>, code: Code, field: string) => {
       const e = await failure(partner.rotateWebhookSecret({ ...rotation, idempotencyKey: `rotate-${randomUUID()}`, ...req }));
