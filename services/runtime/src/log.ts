@@ -14,8 +14,9 @@ const SECRET_KEY =
 const PHONE = /(?<![\d])(?:\+?254[ -]?|\(?0\)?[ -]?)[17]\d{2}[ -]?\d{3}[ -]?\d{3}(?![\d])|(?<![\d])\+\d(?:[ -]?\d){9,13}(?![\d])/g;
 // A phone number held as a number (the leading 0 of 07… lost, only 254… is one).
 const KENYAN_NUMBER = /^254[17]\d{8}$/;
-// A one-time code or PIN inside a sentence, whatever key the sentence is under: "your code is 482613".
-const CODE_IN_TEXT = /\b(code|otp|pin|passcode|password|verification)(\b[^\d\n]{0,24}?)(\d{4,8})(?!\d)/gi;
+// A one-time code or PIN inside a sentence, whatever key the sentence is under: "your code is 482613", and as the
+// Swahili texts say it: "Nambari yako ya TTIP ni 482613" (msimbo: code; nenosiri: password).
+const CODE_IN_TEXT = /\b(code|otp|pin|passcode|password|verification|nambari|msimbo|nenosiri)(\b[^\d\n]{0,24}?)(\d{4,8})(?!\d)/gi;
 const CARD = /(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])/g;
 const BEARER = /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+/gi;
 

@@ -53,10 +53,11 @@ test("item 12: an OTP inside a sentence under a neutral key, and phones written 
   const { logger, lines } = captureLogger();
   logger.info({ body: "Your TTIP code is 482613. It expires in 5 minutes." }, "sms sent");
   logger.info({ text: "Use verification code: 7731 to sign in" });
+  logger.info({ body: "Nambari yako ya TTIP ni 904417. Inaisha baada ya dakika 5. Usimpe mtu yeyote." }, "sms sent");
   logger.info("customer +254 798 810913 called; also 0798-810-913 and 254-798-810-913 and +1 555 010 0199");
   logger.info({ note: "order 2026 paid 1500 KES at 10:45" }, "amounts and times stay");
   const all = lines.join("\n");
-  for (const secret of ["482613", "7731", "798 810", "798-810", "810913", "555 010 0199"]) assert.ok(!all.includes(secret), `${secret} leaked: ${all}`);
+  for (const secret of ["482613", "7731", "904417", "798 810", "798-810", "810913", "555 010 0199"]) assert.ok(!all.includes(secret), `${secret} leaked: ${all}`);
   assert.match(all, /code is \[REDACTED\]/);
   assert.match(all, /order 2026 paid 1500 KES at 10:45/);
 });
