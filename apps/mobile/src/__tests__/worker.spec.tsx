@@ -652,6 +652,18 @@ test("My QR forgets its saved copy of a code no longer active: offline it shows 
   expect(screen.queryByText("K7M4QX")).toBeNull();
 });
 
+test("My QR with a saved copy cut short shows the code from the service, and keeps it saved again", async () => {
+  const { gw, phone, first } = await codeMadeOnMyQr();
+  await first.unmount();
+  const slot = [...phone.cache.data.keys()].find((k) => phone.cache.data.get(k)!.includes("K7M4QX"))!;
+  phone.cache.data.set(slot, '{"savedAt":"2026-');
+  await renderApp(gw, phone);
+  await openTab("qr");
+  // Before, the copy's JSON threw before the call: "loading" on every visit.
+  expect(await screen.findByTestId("qr-image")).toBeTruthy();
+  expect(JSON.parse(phone.cache.data.get(slot)!).shortCode).toBe("K7M4QX");
+});
+
 test("My QR: a tap again after a lost answer asks under the same key: the same code, not a second one", async () => {
   const gw = new FakeGateway();
   await renderApp(gw, newPhone());

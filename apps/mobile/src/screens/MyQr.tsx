@@ -51,8 +51,10 @@ export function MyQr() {
   const creating = useRef(false);
 
   const load = useCallback(async () => {
-    const saved = await cache.get(slot);
-    if (saved) setQr(JSON.parse(saved) as SavedQr);
+    // A copy that cannot be read (storage failing, a copy cut short) is no copy: it threw before the call below,
+    // and the screen said "loading" on every visit.
+    const saved = await cache.get(slot).then((text) => (text ? (JSON.parse(text) as SavedQr) : undefined)).catch(() => undefined);
+    if (saved) setQr(saved);
     try {
       const client = createClient(QrService, transport);
       const { qrCodes } = await client.listQrCodes({ ownerKind: OwnerKind.WORKER, ownerId: userId });
@@ -69,13 +71,14 @@ export function MyQr() {
         setNeedsName(!named);
         return setState("none");
       }
-      if (saved && (JSON.parse(saved) as SavedQr).shortCode !== active.shortCode) {
+      if (saved && saved.shortCode !== active.shortCode) {
         await cache.delete(slot);
         setQr(undefined);
       }
       const png = await client.renderQrCode({ qrCodeId: active.qrCodeId, format: ImageFormat.PNG, size: 640 });
       const fresh: SavedQr = { savedAt: new Date().toISOString(), shortCode: active.shortCode, url: active.url, image: `data:${png.contentType};base64,${base64(png.content)}` };
-      await cache.set(slot, JSON.stringify(fresh));
+      // The copy is for offline use: a phone that cannot keep it still shows the code.
+      await cache.set(slot, JSON.stringify(fresh)).catch(() => undefined);
       setQr(fresh);
       setState("live");
     } catch (err) {
