@@ -1,4 +1,3 @@
-import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { UserBlockChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { consumeEvents, decodeEvent, isUuid, subjectOf, type ServiceContext } from "@ttip/runtime";
 import { holdPayoutsForBlock, noteAccountUnblocked } from "./stores/payout-settings.js";
@@ -21,10 +20,10 @@ export async function startBlockedUserHolds(ctx: ServiceContext): Promise<() => 
     handle: async (message, tx) => {
       const e = decodeEvent(UserBlockChangedSchema, message);
       if (!isUuid(e.userId) || !isUuid(e.changedBy)) return;
-      // Ordered by auth's time of the change: a block or unblock delivered after a later one changes no block state.
-      const changedAt = e.changedAt ? timestampDate(e.changedAt) : new Date(0);
-      if (e.blocked) await holdPayoutsForBlock(tx, e.userId, `account blocked: ${e.reason}`, e.changedBy, changedAt);
-      else await noteAccountUnblocked(tx, e.userId, changedAt);
+      // Ordered by auth's time of the change, to the microsecond: one delivered after a later one changes nothing.
+      const changedUs = e.changedAt ? e.changedAt.seconds * 1_000_000n + BigInt(Math.floor(e.changedAt.nanos / 1000)) : 0n;
+      if (e.blocked) await holdPayoutsForBlock(tx, e.userId, `account blocked: ${e.reason}`, e.changedBy, changedUs);
+      else await noteAccountUnblocked(tx, e.userId, changedUs);
     },
   });
   return () => consuming.stop();

@@ -107,14 +107,14 @@ describe("payment admin RPCs by console role", () => {
     const finance = h.t.client(PaymentAdminService, { subject: financeId, roles: ["finance"], stepUp: true });
     const worker = randomUUID();
     await finance.holdPayouts({ workerId: worker, reason: "checking receipts", idempotencyKey: key() });
-    const blockChanged = async (blocked: boolean, at: Date) => {
+    const blockChanged = async (blocked: boolean, at: Date, userId = worker) => {
       const id = randomUUID();
       await h.t.ctx.bus.publish({
         id,
         subject: "ttip.auth.user_block_changed",
         data: toBinary(UserBlockChangedSchema, create(UserBlockChangedSchema, {
           meta: create(EventMetaSchema, { id, occurredAt: timestampNow(), producer: "auth" }),
-          userId: worker, blocked, reason: blocked ? "card fraud" : "cleared", changedBy: blockerId, changedAt: timestampFromDate(at),
+          userId, blocked, reason: blocked ? "card fraud" : "cleared", changedBy: blockerId, changedAt: timestampFromDate(at),
         })),
       });
     };
@@ -137,6 +137,17 @@ describe("payment admin RPCs by console role", () => {
     await blockChanged(false, new Date(blockedAt.getTime() + 1000));
     await eventually(async () => (await outcome(release())) === "ok" || undefined, "released once the account is unblocked");
     assert.equal((await finance.getPayoutHold({ workerId: worker })).hold, undefined);
+
+    // Out of order, for a worker payment has no settings for: the unblock read before the block it came after.
+    // Before, the unblock found no row and was dropped; the block then held the payouts of an unblocked account,
+    // and every release was refused for good.
+    const other = randomUUID();
+    await blockChanged(false, new Date(blockedAt.getTime() + 1000), other);
+    await blockChanged(true, blockedAt, other);
+    const marker = randomUUID();
+    await blockChanged(true, new Date(), marker);
+    await eventually(async () => (await finance.getPayoutHold({ workerId: marker })).hold, "the marker after both read");
+    assert.equal((await finance.getPayoutHold({ workerId: other })).hold, undefined, "the late block changed nothing");
   });
 
   test("a direct call without the device step-up: the service itself refuses every declared money action, and nothing changes", async () => {

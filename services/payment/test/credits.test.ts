@@ -447,7 +447,7 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     // Payouts held, then released: due now, not at the credit's look, which that credit's start would settle.
     await h.t.db.pool.query("UPDATE payment.payout_settings SET payouts_on_hold = true WHERE worker_id = $1", [worker]);
     const releasedAt = new Date(h.clock.now());
-    assert.equal(await releasePayouts(h.t.db.pool, worker, releasedAt), true);
+    assert.equal(await releasePayouts(h.t.db.pool, worker, releasedAt), "released");
     await clearAutoPayoutDue(h.t.db.pool, worker, marks[1]!);
     assert.equal((await due())?.getTime(), releasedAt.getTime());
     // A mark due already (a pass that found the payouts held is about to clear it): the release's is a time of its own.
@@ -455,7 +455,7 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     await h.t.db.pool.query("UPDATE payment.payout_settings SET payouts_on_hold = true, auto_payout_due_at = $2 WHERE worker_id = $1", [worker, overdue]);
     h.clock.advance(1_000);
     const again = new Date(h.clock.now());
-    assert.equal(await releasePayouts(h.t.db.pool, worker, again), true);
+    assert.equal(await releasePayouts(h.t.db.pool, worker, again), "released");
     await clearAutoPayoutDue(h.t.db.pool, worker, overdue);
     assert.equal((await due())?.getTime(), again.getTime(), "the release's look is not cleared with the pass's");
   });

@@ -105,25 +105,38 @@ const HOLD_REASON_MAX_CHARS = 2_000;
  * taken over (the block's reason first, the earlier one after it; the blocker as its author), so that the console
  * shows the block to whoever releases it: left as it was, a release meant for the earlier check paid a blocked account.
  */
-export async function holdPayoutsForBlock(tx: Queryable, workerId: string, reason: string, adminId: string, changedAt: Date): Promise<void> {
+export async function holdPayoutsForBlock(tx: Queryable, workerId: string, reason: string, adminId: string, changedUs: bigint): Promise<void> {
+  // A block older than the block state recorded (delivered after a later unblock) changes nothing: it held the
+  // payouts of an account no longer blocked.
   await tx.query(
-    `INSERT INTO payment.payout_settings (worker_id, payouts_on_hold, hold_reason, held_at, held_by, account_blocked, block_changed_at) VALUES ($1, true, $2, now(), $3, true, $5)
+    `INSERT INTO payment.payout_settings (worker_id, payouts_on_hold, hold_reason, held_at, held_by, account_blocked, block_changed_at)
+     VALUES ($1, true, $2, now(), $3, true, ${usTime("$5")})
      ON CONFLICT (worker_id) DO UPDATE SET payouts_on_hold = true, held_at = now(), held_by = $3, updated_at = now(),
        hold_reason = CASE WHEN payout_settings.payouts_on_hold THEN left($2 || '; held before: ' || payout_settings.hold_reason, $4) ELSE $2 END,
-       account_blocked = CASE WHEN payout_settings.block_changed_at >= $5 THEN payout_settings.account_blocked ELSE true END,
-       block_changed_at = GREATEST(payout_settings.block_changed_at, $5)`,
-    [workerId, reason, adminId, HOLD_REASON_MAX_CHARS, changedAt],
+       account_blocked = true, block_changed_at = EXCLUDED.block_changed_at
+     WHERE payout_settings.block_changed_at IS NULL OR payout_settings.block_changed_at < EXCLUDED.block_changed_at`,
+    [workerId, reason, adminId, HOLD_REASON_MAX_CHARS, changedUs],
   );
 }
 
-/** Auth unblocked the worker: their payouts may be released again (the hold stays: an admin releases it). */
-export async function noteAccountUnblocked(tx: Queryable, workerId: string, changedAt: Date): Promise<void> {
+/**
+ * Auth unblocked the worker: their payouts may be released again (the hold stays: an admin releases it). Recorded
+ * with its time even with no row yet, so that a block delivered after it, though older, changes nothing.
+ */
+export async function noteAccountUnblocked(tx: Queryable, workerId: string, changedUs: bigint): Promise<void> {
   await tx.query(
-    `UPDATE payment.payout_settings SET account_blocked = false, block_changed_at = $2
-      WHERE worker_id = $1 AND (block_changed_at IS NULL OR block_changed_at < $2)`,
-    [workerId, changedAt],
+    `INSERT INTO payment.payout_settings (worker_id, account_blocked, block_changed_at) VALUES ($1, false, ${usTime("$2")})
+     ON CONFLICT (worker_id) DO UPDATE SET account_blocked = false, block_changed_at = EXCLUDED.block_changed_at
+     WHERE payout_settings.block_changed_at IS NULL OR payout_settings.block_changed_at < EXCLUDED.block_changed_at`,
+    [workerId, changedUs],
   );
 }
+
+/**
+ * Auth's time of a block change, in microseconds since the epoch (the parameter `param`), as a timestamptz: a
+ * JavaScript Date's milliseconds made a block and an unblock of one millisecond equal.
+ */
+const usTime = (param: string) => `'epoch'::timestamptz + ${param}::int8 * interval '1 microsecond'`;
 
 /**
  * "not_held" when the worker's payouts were not on hold (nothing changed). A worker with automatic payouts has one due
