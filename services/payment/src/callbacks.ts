@@ -197,7 +197,8 @@ interface StoredStkCallback {
 
 /** The tip a callback decides: the one its token named, or for one stored before tokens were checked, its body's. */
 async function tipOfStored(deps: Deps, r: StoredStkCallback, checkoutRequestId: string): Promise<string | undefined> {
-  if (r.token_checked) return r.tip_id ?? undefined;
+  // A tip kept by the version before (its token checked, the column not yet there) is the token's too.
+  if (r.token_checked || r.tip_id) return r.tip_id ?? undefined;
   const { rows } = await deps.ctx.pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.tip_checkout_ids WHERE checkout_request_id = $1", [checkoutRequestId]);
   return rows[0]?.tip_id;
 }
