@@ -30,7 +30,7 @@ import {
 import { createWebApp, ensureWebBuild, type WebApp } from "@ttip/web";
 import { createAdminHandler, ensureAdminBuild, isAdminPath } from "@ttip/admin";
 import { createModules } from "./modules.js";
-import { issueSandboxKey, type SandboxKey } from "./partner-sandbox.js";
+import { issueSandboxKey, revokeSandboxKeys, type SandboxKey } from "./partner-sandbox.js";
 import { startPlatform } from "./platform.js";
 
 export interface EmbeddedPlatform {
@@ -318,18 +318,21 @@ function webAppsHandler(admin: WebHandler | undefined, web: () => WebApp | undef
 
 /**
  * The sandbox's key, with every scope: only while every money provider is a simulator. With a real one configured,
- * its tips would be real pushes to real phones, and the key's secret is printed for anyone reading the output.
+ * its tips would be real pushes to real phones, and the key's secret is printed for anyone reading the output: none
+ * is issued, and those of earlier starts are revoked.
  */
 async function startPartnerSandbox(cfg: EmbeddedConfig, envVars: Record<string, string | undefined>, urls: ReadonlyMap<string, string>, logger: Logger): Promise<SandboxKey | undefined> {
   const authUrl = urls.get("auth");
   const qrUrl = urls.get("qr");
-  if (cfg.PARTNER_SANDBOX !== "on" || !authUrl || !qrUrl) return undefined;
+  if (!authUrl || !qrUrl) return undefined;
+  // Whatever PARTNER_SANDBOX says: "off" is what a real provider's operator is told to set.
   const real = realProviderOf(envVars);
   if (real) {
-    logger.warn({ configured: real }, "no partner sandbox key: a real money provider is configured");
+    const revoked = await revokeSandboxKeys(authUrl);
+    logger.warn({ configured: real, revoked }, "no partner sandbox key: a real money provider is configured (keys of earlier starts revoked)");
     return undefined;
   }
-  return issueSandboxKey(authUrl, qrUrl);
+  return cfg.PARTNER_SANDBOX === "on" ? issueSandboxKey(authUrl, qrUrl) : undefined;
 }
 
 /** Where a person reads what each simulator did, and where one pays without data. */

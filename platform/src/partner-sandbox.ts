@@ -25,6 +25,8 @@ export type SandboxKey = PartnerKey;
 
 /** Retried starts get the same key back (the data directory keeps it between runs). */
 const SANDBOX_KEY_IDEMPOTENCY = "make-run-partner-sandbox-key-v1";
+/** The name its keys are issued under, and found by to be revoked. */
+const SANDBOX_PARTNER_NAME = "Sandbox partner (make run)";
 /** Revoked sandbox keys followed one after another at a start: past this many something else is wrong. */
 const MAX_REVOKED_SANDBOX_KEYS = 100;
 /** Who issued it, in auth's audit log: the platform itself, not a person. */
@@ -44,27 +46,50 @@ export function allPartnerScopes(): string[] {
  * signed in-process calls. Development runs only.
  */
 export async function issueSandboxKey(authUrl: string, qrUrl: string): Promise<SandboxKey> {
-  const asPlatform: Interceptor = (next) => (req) => {
-    // Issuing a key takes a device step-up: the platform issuing its own sandbox key in process stands in for it.
-    for (const [k, v] of Object.entries({ ...callerHeaders(SANDBOX_ISSUER, "admin"), ...stepUpHeaders() })) req.header.set(k, v);
-    return next(req);
-  };
-  const as = (baseUrl: string) => createGrpcTransport({ baseUrl, interceptors: [asPlatform, signingInterceptor()] });
-  const admin = createClient(AuthAdminService, as(authUrl));
+  const admin = createClient(AuthAdminService, asPlatform(authUrl));
   const scopes = allPartnerScopes();
   // The scopes name the key: contracts that add one get a key with it (the same key under another request is refused).
   let idempotencyKey = `${SANDBOX_KEY_IDEMPOTENCY}:${createHash("sha256").update(scopes.join(" ")).digest("hex").slice(0, 16)}`;
-  let issued = await admin.issuePartnerApiKey({ partnerName: "Sandbox partner (make run)", scopes, idempotencyKey });
+  let issued = await admin.issuePartnerApiKey({ partnerName: SANDBOX_PARTNER_NAME, scopes, idempotencyKey });
   // A key revoked (trying revocation in the console) is followed by one of its own, found again by the next start.
   for (let revoked = 0; issued.key!.revokedAt; revoked++) {
     if (revoked === MAX_REVOKED_SANDBOX_KEYS) throw new Error(`the partner sandbox's last ${revoked} keys are revoked; start with PARTNER_SANDBOX=off`);
     idempotencyKey = `${SANDBOX_KEY_IDEMPOTENCY}:after:${issued.key!.keyId}`;
-    issued = await admin.issuePartnerApiKey({ partnerName: "Sandbox partner (make run)", scopes, idempotencyKey });
+    issued = await admin.issuePartnerApiKey({ partnerName: SANDBOX_PARTNER_NAME, scopes, idempotencyKey });
   }
-  const qr = createClient(QrService, as(qrUrl));
+  const qr = createClient(QrService, asPlatform(qrUrl));
   await qr.putProfile({ ownerKind: OwnerKind.WORKER, ownerId: SANDBOX_WORKER, displayName: "Sandbox worker" });
   await qr.linkPartner({ keyId: issued.key!.keyId, ownerKind: OwnerKind.WORKER, ownerId: SANDBOX_WORKER });
   return { keyId: issued.key!.keyId, secret: issued.secret };
+}
+
+/**
+ * Revokes every sandbox key still live: started with a real money provider, a key issued by an earlier start (its
+ * secret printed then) would make real pushes to real phones. Answers how many it revoked. Bounded: 50 pages of 100.
+ */
+export async function revokeSandboxKeys(authUrl: string): Promise<number> {
+  const admin = createClient(AuthAdminService, asPlatform(authUrl));
+  let revoked = 0;
+  let pageToken = "";
+  for (let pages = 0; pages < 50; pages++) {
+    const { keys, page } = await admin.listPartnerApiKeys({ page: { pageSize: 100, pageToken } });
+    for (const key of keys.filter((k) => k.partnerName === SANDBOX_PARTNER_NAME && !k.revokedAt)) {
+      await admin.revokePartnerApiKey({ keyId: key.keyId });
+      revoked++;
+    }
+    pageToken = page?.nextPageToken ?? "";
+    if (!pageToken) break;
+  }
+  return revoked;
+}
+
+/** Signed in-process calls as the platform's admin, with the device step-up issuing and revoking keys takes. */
+function asPlatform(baseUrl: string) {
+  const interceptor: Interceptor = (next) => (req) => {
+    for (const [k, v] of Object.entries({ ...callerHeaders(SANDBOX_ISSUER, "admin"), ...stepUpHeaders() })) req.header.set(k, v);
+    return next(req);
+  };
+  return createGrpcTransport({ baseUrl, interceptors: [interceptor, signingInterceptor()] });
 }
 
 /** The check every SDK's webhook verifier makes: HMAC-SHA256 of "<t>.<raw body>", a fresh t. */

@@ -25,6 +25,16 @@ describe("partner sandbox on the simulators", () => {
     data?.remove();
   });
 
+  /** Auth's admin RPCs on the running platform, called as an admin. */
+  const authAdmin = () => {
+    const asAdmin: Interceptor = (next) => (req) => {
+      for (const [k, v] of Object.entries(callerHeaders(randomUUID(), "admin"))) req.header.set(k, v);
+      return next(req);
+    };
+    const authUrl = platform.services.find((s) => s.name === "auth")!.server.url;
+    return createClient(AuthAdminService, createGrpcTransport({ baseUrl: authUrl, interceptors: [asAdmin, signingInterceptor()] }));
+  };
+
   test("make run issues a key with every partner scope the contracts declare", () => {
     assert.ok(platform.partnerSandbox);
     assert.ok(allPartnerScopes().includes("tips:create") && allPartnerScopes().includes("webhooks:write"));
@@ -48,12 +58,7 @@ describe("partner sandbox on the simulators", () => {
 
   test("a sandbox key revoked in the console does not stop the next start: a live key follows it, the same on every start after", async () => {
     const revoked = platform.partnerSandbox!;
-    const asAdmin: Interceptor = (next) => (req) => {
-      for (const [k, v] of Object.entries(callerHeaders(randomUUID(), "admin"))) req.header.set(k, v);
-      return next(req);
-    };
-    const authUrl = platform.services.find((s) => s.name === "auth")!.server.url;
-    await createClient(AuthAdminService, createGrpcTransport({ baseUrl: authUrl, interceptors: [asAdmin, signingInterceptor()] })).revokePartnerApiKey({ keyId: revoked.keyId });
+    await authAdmin().revokePartnerApiKey({ keyId: revoked.keyId });
     const restart = async () => {
       await platform.close();
       platform = await startEmbedded({ DATA_DIR: data.dir, PORT: "0", LOG_LEVEL: "silent", WEB: "off" });
@@ -61,8 +66,7 @@ describe("partner sandbox on the simulators", () => {
     };
     const next = await restart();
     assert.notEqual(next.keyId, revoked.keyId, "a fresh key (before: the start failed, the revoked key could not be linked)");
-    const { keys } = await createClient(AuthAdminService, createGrpcTransport({ baseUrl: platform.services.find((s) => s.name === "auth")!.server.url, interceptors: [asAdmin, signingInterceptor()] }))
-      .listPartnerApiKeys({ page: { pageSize: 100 } });
+    const { keys } = await authAdmin().listPartnerApiKeys({ page: { pageSize: 100 } });
     assert.deepEqual(keys.filter((k) => k.keyId === next.keyId).map((k) => Boolean(k.revokedAt)), [false], "live");
     assert.deepEqual(await restart(), next, "found again on the start after");
   });
@@ -71,12 +75,16 @@ describe("partner sandbox on the simulators", () => {
     // Daraja configured as for real: its simulator started apart, as if it were Safaricom's.
     const real: Record<string, string | undefined> = {};
     const daraja = (await startDaraja(real))!;
+    const earlier = platform.partnerSandbox!;
     try {
       await platform.close();
-      platform = await startEmbedded({ ...real, DATA_DIR: data.dir, PORT: "0", LOG_LEVEL: "silent", WEB: "off" });
-      // Before, the key was issued and printed all the same, its sandbox's tips real pushes to real phones.
+      // PARTNER_SANDBOX=off, as a real provider's operator is told to set.
+      platform = await startEmbedded({ ...real, DATA_DIR: data.dir, PORT: "0", LOG_LEVEL: "silent", WEB: "off", PARTNER_SANDBOX: "off" });
       assert.equal(platform.partnerSandbox, undefined);
       assert.equal(platform.config.AUTH_WEBHOOK_ALLOW_LOOPBACK, undefined);
+      // Before, the key an earlier start printed stayed live, every scope, its tips real pushes to real phones.
+      const { keys } = await authAdmin().listPartnerApiKeys({ page: { pageSize: 100 } });
+      assert.ok(keys.find((k) => k.keyId === earlier.keyId)?.revokedAt, "the earlier start's key revoked");
     } finally {
       await platform.close();
       platform = await startEmbedded({ DATA_DIR: data.dir, PORT: "0", LOG_LEVEL: "silent", WEB: "off" });
