@@ -28,6 +28,7 @@ function phoneServices(): AppServices {
   return {
     sessions: new SessionStore(secureStore),
     cache: cacheStore,
+    writeKeys: secureStore,
     keyring: deviceKeyring,
     biometric: phoneBiometric,
     push: phonePush,

@@ -11,6 +11,11 @@ export interface AppServices {
   sessions: SessionStore;
   /** Offline copies and small settings (the chosen language). */
   cache: KeyValue;
+  /**
+   * The keys of withdrawals sent and not answered yet: a few small values, kept in the secure store (they name the
+   * M-Pesa number), apart from the offline copies, whose storage filled and then refused every withdrawal's key.
+   */
+  writeKeys: KeyValue;
   keyring: () => Promise<DeviceKeyring>;
   biometric: Biometric;
   push: PushRegistrar;

@@ -62,6 +62,7 @@ test("a worker signs in on the phone and withdraws with the phone's device key, 
   const services: AppServices = {
     sessions: new SessionStore(secure),
     cache: memoryStore(),
+    writeKeys: secure,
     keyring: async () => secureStoreKeyring(secure, (n) => crypto.getRandomValues(new Uint8Array(n))),
     biometric: { confirm: async (p) => (prompts.push(p), true) },
     push: { token: async () => ({ token: "fcm-gateway-test-token-0123456789", platform: "android" }), onNotification: () => () => undefined },

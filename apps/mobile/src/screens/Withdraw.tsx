@@ -56,9 +56,14 @@ function payoutKeysOf(app: AppServices, userId: string): Promise<WriteKey> {
   return keys;
 }
 
-/** The worker's kept keys; rejects when the phone's storage cannot be read (nothing may be sent then). */
+/**
+ * The worker's kept keys; rejects when the phone's storage cannot be read (nothing may be sent then). Keys an earlier
+ * version kept beside the offline copies are read from there until the first save moves them.
+ */
 async function loadPayoutKeys(app: AppServices, userId: string): Promise<WriteKey> {
-  const saved = await app.cache.get(payoutKeysSlot(userId));
+  const slot = payoutKeysSlot(userId);
+  // Unreadable, the old copy is no copy either: nothing is sent (its keys would be lost at the first save).
+  const saved = (await app.writeKeys.get(slot)) ?? (await app.cache.get(slot));
   // [intent, key], and a time after them in copies saved before the keys were kept until answered.
   let writes: [string, string][] = [];
   try {
@@ -73,9 +78,12 @@ async function loadPayoutKeys(app: AppServices, userId: string): Promise<WriteKe
   return new WriteKey(undefined, app.newKey, writes);
 }
 
-/** Saved after every change: false when the phone could not save them (its storage full, say). */
-function savePayoutKeys(app: AppServices, userId: string, keys: WriteKey): Promise<boolean> {
-  return app.cache.set(payoutKeysSlot(userId), JSON.stringify(keys.unansweredWrites())).then(() => true, () => false);
+/** Saved after every change: false when the phone could not save them. */
+async function savePayoutKeys(app: AppServices, userId: string, keys: WriteKey): Promise<boolean> {
+  const slot = payoutKeysSlot(userId);
+  const saved = await app.writeKeys.set(slot, JSON.stringify(keys.unansweredWrites())).then(() => true, () => false);
+  if (saved) await app.cache.delete(slot).catch(() => undefined);
+  return saved;
 }
 
 /**
@@ -201,12 +209,16 @@ export function Withdraw() {
       const stepUpToken = await stepUp(session.userId, "payout", working);
       setStage({ kind: "working", note: t("sending") });
       const keys = await payoutKeysOf(app, session.userId).catch(() => undefined);
+      const intent = `${amount}|${mpesaPhone}`;
+      const kept = keys?.sentUnanswered(intent);
       // Taken at each send, not kept by the screen: after a refusal settled it, the next Confirm is a new
       // write whose key must be kept (a screen's key, forgotten, went unsaved; lost again, its retry was a new payout).
-      const idempotencyKey = keys?.use(`${amount}|${mpesaPhone}`);
+      const idempotencyKey = keys?.use(intent);
       // Not sent under a key the phone does not hold: its answer lost and the app started again, the same withdrawal
-      // asked for again had a new key, and was a second payout.
+      // asked for again had a new key, and was a second payout. A new key not sent is forgotten again (kept, it
+      // read as a withdrawal sent and unanswered).
       if (!keys || !idempotencyKey || !(await savePayoutKeys(app, session.userId, keys))) {
+        if (keys && idempotencyKey && !kept) keys.settle(idempotencyKey);
         outcome = { error: t("payoutKeysUnsaved") };
         setStage(attempt);
         return setError(outcome.error!);

@@ -42,6 +42,7 @@ export async function renderApp(gw: FakeGateway, phone: TestPhone = newPhone(), 
   const services: AppServices = {
     sessions: new SessionStore(phone.secure),
     cache: phone.cache,
+    writeKeys: phone.secure,
     keyring: async () => secureStoreKeyring(phone.secure, (n) => crypto.getRandomValues(new Uint8Array(n))),
     biometric: {
       confirm: async (prompt) => {
