@@ -95,6 +95,15 @@ describe("notification service against Postgres, JetStream and the provider simu
   const admin = () => t.client(NotificationAdminService, { subject: adminId, roles: ["admin"] });
   const internal = () => t.client(NotificationInternalService);
   const asUser = (id: string) => t.client(NotificationService, { subject: id, roles: ["worker"] });
+  /** A payout-sent push to `workerId`'s phones, under a fresh key. */
+  const payoutPush = (workerId: string, reference: string) =>
+    internal().sendNotification({
+      idempotencyKey: `push-${randomUUID()}`,
+      recipient: { case: "userId", value: workerId },
+      templateKey: TemplateKey.PAYOUT_SENT,
+      channels: [Channel.PUSH],
+      variables: { amount: "KES 20", phone: "2547******00", reference },
+    });
   const smsTo = (phone: string) => sim.sent.filter((m) => (m.provider === "africastalking" || m.provider === "twilio") && m.to === phone);
   /** Texts Africa's Talking took for these deliveries' numbers: the service's own sends in the background, which a count of all the provider's calls would take in, are left out. */
   const textsFor = async (ids: string[]) => {
@@ -826,13 +835,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     const dead = `fcm-dead-${workerId}`;
     sim.deadPushTokens.add(dead);
     await asUser(workerId).registerPushToken({ token: dead, platform: "ios" });
-    const push = await internal().sendNotification({
-      idempotencyKey: `push-${randomUUID()}`,
-      recipient: { case: "userId", value: workerId },
-      templateKey: TemplateKey.PAYOUT_SENT,
-      channels: [Channel.PUSH],
-      variables: { amount: "KES 20", phone: "2547******00", reference: "QK5" },
-    });
+    const push = await payoutPush(workerId, "QK5");
     await eventually("push failed", async () => (await delivery(push.deliveryIds[0])).status === DeliveryStatus.FAILED);
     const tokens = await t.db.pool.query("SELECT 1 FROM notification.push_tokens WHERE user_id = $1", [workerId]);
     assert.equal(tokens.rowCount, 0);
@@ -844,13 +847,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     await asUser(workerId).registerPushToken({ token, platform: "android" });
     sim.garbled.add("fcm");
     try {
-      const push = await internal().sendNotification({
-        idempotencyKey: `push-${randomUUID()}`,
-        recipient: { case: "userId", value: workerId },
-        templateKey: TemplateKey.PAYOUT_SENT,
-        channels: [Channel.PUSH],
-        variables: { amount: "KES 20", phone: "2547******00", reference: "QK6" },
-      });
+      const push = await payoutPush(workerId, "QK6");
       // Before, the send threw: left 'sending' for its lease (a minute), then sent again.
       const d = await deliveryIn(push.deliveryIds[0], DeliveryStatus.FAILED);
       assert.deepEqual(d.attempts.map((a) => a.error), ["in doubt: unreadable 200 answer"]);
@@ -867,10 +864,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     const { rows } = await t.db.pool.query<{ token: string }>("SELECT token FROM notification.push_tokens WHERE user_id = $1", [workerId]);
     // Before, every one was kept, and each push went to all of them at once.
     assert.deepEqual(rows.map((r) => r.token).sort(), tokens.slice(2).sort());
-    const push = await internal().sendNotification({
-      idempotencyKey: `push-${randomUUID()}`, recipient: { case: "userId", value: workerId }, templateKey: TemplateKey.PAYOUT_SENT,
-      channels: [Channel.PUSH], variables: { amount: "KES 20", phone: "2547******00", reference: "QK5" },
-    });
+    const push = await payoutPush(workerId, "QK5");
     await deliveryIn(push.deliveryIds[0], DeliveryStatus.SENT);
     assert.deepEqual(sim.sentBy("fcm").filter((m) => m.to.endsWith(workerId)).map((m) => m.to).sort(), tokens.slice(2).sort());
   });
