@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { claimIdempotencyKey, ConcurrentChangeError, emitEvent, type Queryable, decodePageToken, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, isUuid, keysetPage, keysetTime, lockForTransaction, NotFoundError, optionalTimestamp, pageSize, positionParts, readPartnerUsage, requireCaller, withTransaction } from "@ttip/runtime";
+import { claimIdempotencyKey, ConcurrentChangeError, emitEvent, type Queryable, decodePageToken, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, isUuid, keysetPage, keysetTime, lockForTransaction, microsTimestamp, NotFoundError, optionalTimestamp, pageSize, positionParts, readPartnerUsage, requireCaller, withTransaction } from "@ttip/runtime";
 import { activeAdminExists, ADMIN_ROLE_LOCK } from "./bootstrap.js";
 import { AuditEventSchema, PartnerApiKeySchema, type PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
@@ -321,8 +321,7 @@ const CHANGED_US = "(extract(epoch FROM updated_at) * 1000000)::int8 AS changed_
  * unblock racing are ordered as they committed.
  */
 async function emitBlockChanged(tx: Queryable, row: { user_id: string; changed_us: bigint }, blocked: boolean, reason: string, admin: string) {
-  const changedAt = { seconds: row.changed_us / 1_000_000n, nanos: Number(row.changed_us % 1_000_000n) * 1000 };
-  await emitEvent(tx, "auth", UserBlockChangedSchema, { userId: row.user_id, blocked, reason, changedBy: admin, changedAt });
+  await emitEvent(tx, "auth", UserBlockChangedSchema, { userId: row.user_id, blocked, reason, changedBy: admin, changedAt: microsTimestamp(row.changed_us) });
 }
 
 function unblockUserHandler(core: AuthCore): Impl["unblockUser"] {

@@ -1,5 +1,5 @@
 import { UserBlockChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { consumeEvents, decodeEvent, isUuid, subjectOf, type ServiceContext } from "@ttip/runtime";
+import { consumeEvents, decodeEvent, isUuid, subjectOf, timestampMicros, type ServiceContext } from "@ttip/runtime";
 import { holdPayoutsForBlock, noteAccountUnblocked } from "./stores/payout-settings.js";
 
 /**
@@ -21,7 +21,7 @@ export async function startBlockedUserHolds(ctx: ServiceContext): Promise<() => 
       const e = decodeEvent(UserBlockChangedSchema, message);
       if (!isUuid(e.userId) || !isUuid(e.changedBy)) return;
       // Ordered by auth's time of the change, to the microsecond: one delivered after a later one changes nothing.
-      const changedUs = e.changedAt ? e.changedAt.seconds * 1_000_000n + BigInt(Math.floor(e.changedAt.nanos / 1000)) : 0n;
+      const changedUs = e.changedAt ? timestampMicros(e.changedAt) : 0n;
       if (e.blocked) await holdPayoutsForBlock(tx, e.userId, `account blocked: ${e.reason}`, e.changedBy, changedUs);
       else await noteAccountUnblocked(tx, e.userId, changedUs);
     },

@@ -1,5 +1,5 @@
 import { UserBlockChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { decodeEvent, isUuid, subjectOf, type ServiceContext } from "@ttip/runtime";
+import { decodeEvent, isUuid, microsTimestamptz, subjectOf, timestampMicros, type ServiceContext } from "@ttip/runtime";
 import { WORKER } from "./access.js";
 import { cacheKeys, type Resolver } from "./resolver.js";
 
@@ -16,14 +16,13 @@ export async function startBlockedUsers(ctx: ServiceContext, resolver: Resolver)
     handler: async (message) => {
       const e = decodeEvent(UserBlockChangedSchema, message);
       if (!isUuid(e.userId) || !e.changedAt) return;
-      // To the microsecond, as PostgreSQL keeps it: through a JavaScript Date, a block and an unblock in one
-      // millisecond compared equal, and the later was dropped.
-      const changedUs = e.changedAt.seconds * 1_000_000n + BigInt(Math.floor(e.changedAt.nanos / 1000));
+      // To the microsecond: through a JavaScript Date, a block and an unblock in one millisecond compared equal,
+      // and the later was dropped.
       await ctx.pool.query(
-        `INSERT INTO qr.blocked_users (user_id, blocked, changed_at) VALUES ($1, $2, 'epoch'::timestamptz + $3::int8 * interval '1 microsecond')
+        `INSERT INTO qr.blocked_users (user_id, blocked, changed_at) VALUES ($1, $2, ${microsTimestamptz("$3")})
          ON CONFLICT (user_id) DO UPDATE SET blocked = EXCLUDED.blocked, changed_at = EXCLUDED.changed_at
           WHERE blocked_users.changed_at < EXCLUDED.changed_at`,
-        [e.userId, e.blocked, changedUs],
+        [e.userId, e.blocked, timestampMicros(e.changedAt)],
       );
       await resolver.forget(cacheKeys.profile(WORKER, e.userId));
     },

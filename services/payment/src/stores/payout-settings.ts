@@ -1,5 +1,5 @@
 // A worker's payout settings: automatic payout, its minimum and number, and an admin's hold.
-import type { Queryable } from "@ttip/runtime";
+import { microsTimestamptz, type Queryable } from "@ttip/runtime";
 
 export interface PayoutSettings {
   auto_payout: boolean;
@@ -110,7 +110,7 @@ export async function holdPayoutsForBlock(tx: Queryable, workerId: string, reaso
   // payouts of an account no longer blocked.
   await tx.query(
     `INSERT INTO payment.payout_settings (worker_id, payouts_on_hold, hold_reason, held_at, held_by, account_blocked, block_changed_at)
-     VALUES ($1, true, $2, now(), $3, true, ${usTime("$5")})
+     VALUES ($1, true, $2, now(), $3, true, ${microsTimestamptz("$5")})
      ON CONFLICT (worker_id) DO UPDATE SET payouts_on_hold = true, held_at = now(), held_by = $3, updated_at = now(),
        hold_reason = CASE WHEN payout_settings.payouts_on_hold THEN left($2 || '; held before: ' || payout_settings.hold_reason, $4) ELSE $2 END,
        account_blocked = true, block_changed_at = EXCLUDED.block_changed_at
@@ -125,18 +125,12 @@ export async function holdPayoutsForBlock(tx: Queryable, workerId: string, reaso
  */
 export async function noteAccountUnblocked(tx: Queryable, workerId: string, changedUs: bigint): Promise<void> {
   await tx.query(
-    `INSERT INTO payment.payout_settings (worker_id, account_blocked, block_changed_at) VALUES ($1, false, ${usTime("$2")})
+    `INSERT INTO payment.payout_settings (worker_id, account_blocked, block_changed_at) VALUES ($1, false, ${microsTimestamptz("$2")})
      ON CONFLICT (worker_id) DO UPDATE SET account_blocked = false, block_changed_at = EXCLUDED.block_changed_at
      WHERE payout_settings.block_changed_at IS NULL OR payout_settings.block_changed_at < EXCLUDED.block_changed_at`,
     [workerId, changedUs],
   );
 }
-
-/**
- * Auth's time of a block change, in microseconds since the epoch (the parameter `param`), as a timestamptz: a
- * JavaScript Date's milliseconds made a block and an unblock of one millisecond equal.
- */
-const usTime = (param: string) => `'epoch'::timestamptz + ${param}::int8 * interval '1 microsecond'`;
 
 /**
  * "not_held" when the worker's payouts were not on hold (nothing changed). A worker with automatic payouts has one due
