@@ -107,9 +107,9 @@ export function webhookHandlers(core: AuthCore, resolve: HostResolver): Partial<
           `UPDATE auth.partner_webhook_subscriptions
               SET previous_secret_sealed = CASE WHEN $3::bigint <= 0 THEN NULL
                     WHEN previous_secret_expires_at > $4 THEN previous_secret_sealed ELSE secret_sealed END,
-                  previous_secret_expires_at = CASE WHEN $3::bigint <= 0 THEN NULL
-                    WHEN previous_secret_expires_at > $4 THEN LEAST(previous_secret_expires_at, $4::timestamptz + make_interval(secs => $3::double precision / 1000))
-                    ELSE $4::timestamptz + make_interval(secs => $3::double precision / 1000) END,
+                  -- LEAST passes over a NULL: a secret before it that no longer signs leaves this rotation's time.
+                  previous_secret_expires_at = CASE WHEN $3::bigint > 0 THEN LEAST(CASE WHEN previous_secret_expires_at > $4 THEN previous_secret_expires_at END,
+                    $4::timestamptz + make_interval(secs => $3::double precision / 1000)) END,
                   secret_sealed = $2
             WHERE subscription_id = $1 RETURNING ${SUBSCRIPTION_COLUMNS}`,
           [req.subscriptionId, core.sealer.seal(secret), validMs, new Date(clockOf(core.ctx).now())],
