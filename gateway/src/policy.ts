@@ -108,7 +108,10 @@ export function policyInterceptor(options: PolicyOptions = {}): Interceptor {
     }
     const adminNetwork = rule.access === "admin" || rule.adminNetwork;
     if (adminNetwork && !fromAdminNetwork) throw denied("admin calls are only accepted from allow-listed networks");
-    if (rule.access === "admin" && rule.stepUp) {
+    // An admin acting through a signed-in RPC may confirm with the device too: the service decides whether its
+    // change needs it (venue: a venue the admin does not manage), and refuses without it.
+    const offered = rule.access === "signed_in" && principal.roles.includes("admin") && req.header.has(STEP_UP_HEADER);
+    if ((rule.access === "admin" && rule.stepUp) || offered) {
       await checkStepUp(req.header.get(STEP_UP_HEADER), principal.subject, options.verifyStepUp);
       req.contextValues.set(stepUpVerifiedKey, Date.now());
     }

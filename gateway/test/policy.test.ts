@@ -279,6 +279,42 @@ describe("gateway per-RPC policy", () => {
     assert.deepEqual(seen, ["venue_manager"]);
   });
 
+  test("an admin's step-up on a signed-in RPC (a venue they do not manage) is verified, spent and its time forwarded; a forged or spent one refused; another role's is dropped unverified", async () => {
+    const spent = new Set<string>();
+    const verified: string[] = [];
+    let forwarded: { verifiedAt?: number; header: string | null } | undefined;
+    const venueCall = (roles: string[], stepUp?: string) => {
+      const transport = createRouterTransport(
+        (router) => router.service(VenueService, { removeManager: (_req, ctx) => ((forwarded = { verifiedAt: ctx.values.get(stepUpVerifiedKey), header: ctx.requestHeader.get(STEP_UP_HEADER) }), {}) }),
+        {
+          router: {
+            interceptors: asCaller({ subject: "u1", roles }, "10.8.0.9", {
+              adminNetworks: ["10.8.0.0/16"],
+              verifyStepUp: async (token) => {
+                verified.push(token);
+                if (token !== "su_good" || spent.has(token)) throw new ConnectError("step-up token is invalid, expired or already spent", Code.PermissionDenied);
+                spent.add(token);
+              },
+            }),
+          },
+        },
+      );
+      forwarded = undefined;
+      const venueId = "3f0e2a52-6a43-4a8b-9a55-0d7c1f0e2b11";
+      return createClient(VenueService, transport).removeManager({ venueId, userId: venueId }, { headers: stepUp ? { [STEP_UP_HEADER]: stepUp } : {} }).then(() => "ok", (e: ConnectError) => Code[e.code]);
+    };
+    assert.equal(await venueCall(["admin"]), "ok", "none offered: the service decides whether it needed one");
+    assert.equal(forwarded?.verifiedAt, undefined);
+    assert.equal(await venueCall(["admin"], "su_forged"), "PermissionDenied");
+    assert.equal(await venueCall(["admin"], "su_good"), "ok");
+    assert.ok(Math.abs(Date.now() - forwarded!.verifiedAt!) < 10_000, "when it was verified is forwarded");
+    assert.equal(forwarded!.header, null, "the spent token is not passed on");
+    assert.equal(await venueCall(["admin"], "su_good"), "PermissionDenied", "spent once");
+    assert.equal(await venueCall(["venue_manager"], "su_other"), "ok");
+    assert.deepEqual([forwarded!.verifiedAt, forwarded!.header], [undefined, null], "a manager's header is dropped, never verified");
+    assert.deepEqual(verified, ["su_forged", "su_good", "su_good"]);
+  });
+
   test("on RPCs open to all too: a stolen admin token from anywhere reaches qr's codes and profiles as the worker it also is, not as an admin", async () => {
     let seen: string[] | undefined;
     const profileCall = (principal: { subject: string; roles: string[] } | undefined, address: string) => {
