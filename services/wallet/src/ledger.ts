@@ -590,13 +590,32 @@ async function refuseReversingAPaidPayout(db: Queryable, entryId: string): Promi
   if (rows[0]) throw new InvalidStateError(`entry_id: ${entryId} settled payout ${rows[0].payout_id}, which M-Pesa paid; it is not reversed in the ledger`);
 }
 
+/** The causes payment posts a tip's money under: its credit first, then that tip's aftercare under the same cause. */
+const TIP_CAUSES: ReadonlySet<string> = new Set(["tipAttemptId", "mpesaReceipt", "stripePaymentId"]);
+
+/**
+ * A tip's entry after its credit: a card refund or lost dispute taking the tip back (the payer has the money), a
+ * dispute's amount set aside or given back, a review's release from suspense, a paybill refund from suspense. Its
+ * mirror paid the recipient again, or emptied suspense of what a dispute still needs. Payment undoes its own by the
+ * tip's flow; only the credit (the cause's first entry) is an admin's to reverse.
+ */
+async function refuseReversingATipsAftercare(db: Queryable, entryId: string, cause: { case: string; value: string }): Promise<void> {
+  const { rows: [first] } = await db.query<{ entry_id: string }>(
+    "SELECT entry_id FROM wallet.entries WHERE cause_kind = $1 AND cause_ref = $2 ORDER BY posted_at, entry_id LIMIT 1", [cause.case, cause.value]);
+  if (first && first.entry_id !== entryId) {
+    throw new InvalidStateError(`entry_id: ${entryId} is payment's later step on the tip ${cause.case} ${cause.value} (a refund, a dispute, a release from suspense), not its credit; payment undoes it by the tip's own flow, not the ledger`);
+  }
+}
+
 /** Posts the mirror image of an entry, once; the database allows one reversal per entry. */
 export async function reverseEntry(tx: Queryable, entryId: string, idempotencyKey: string, reason: string): Promise<PostResult> {
   const original = await loadEntry(tx, entryId);
   if (!original) throw new NotFoundError(`entry_id: no entry ${entryId}`);
-  // Only these causes can take money back or settle a hold: other entries need no look.
+  // Only these causes can take money back, settle a hold or follow a tip's credit: other entries need no look.
   if (original.cause?.cause.case === "reversedEntryId") await refuseReversingATakeBack(tx, entryId);
   if (original.cause?.cause.case === "payoutId") await refuseReversingAPaidPayout(tx, entryId);
+  const cause = original.cause?.cause;
+  if (cause?.case && TIP_CAUSES.has(cause.case)) await refuseReversingATipsAftercare(tx, entryId, cause as { case: string; value: string });
   await lockForTransaction(tx, `wallet.reverse.${entryId}`);
   const existing = await tx.query<{ entry_id: string; idempotency_key: string }>(
     `SELECT entry_id, idempotency_key FROM wallet.entries WHERE reverses_entry_id = $1`,

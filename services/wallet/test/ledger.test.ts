@@ -642,7 +642,7 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     await assert.rejects(t.db.pool.query(`UPDATE wallet.postings SET amount_minor = 1 WHERE entry_id = $1`, [entry!.entryId]), /immutable/);
   });
 
-  test("money that has left is not given back by a reversal: a settled payout's entry, and a take-back for a tip's refund, are refused", async () => {
+  test("money that has left is not given back by a reversal: a settled payout's entry, and a take-back for a tip's refund (M-Pesa's, a card's), are refused; a card tip's credit is reversed", async () => {
     const w = await newWorker();
     const { entry: credit } = await tip(w.accountId, 300_000n, 0n);
     const payoutId = randomUUID();
@@ -654,15 +654,30 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
       postings: [{ accountId: clearing, amount: kesMinor(50_000n) }, { accountId: w.accountId, amount: kesMinor(-50_000n), memo: "tip reversed" }],
       description: "M-Pesa reversal",
     });
+    // A card tip's refund: payment posts it under the tip's own cause, after the credit.
+    const card = causeOf("stripePaymentId", `pi_${randomUUID()}`);
+    const cardLeg = (minor: bigint) => [{ accountId: clearing, amount: kesMinor(-minor) }, { accountId: w.accountId, amount: kesMinor(minor), memo: "card tip" }];
+    await internal.postEntry({ idempotencyKey: `card:${randomUUID()}`, cause: card, postings: cardLeg(40_000n), description: "Card tip" });
+    const { entry: cardRefund } = await internal.postEntry({ idempotencyKey: `card-refund:${randomUUID()}`, cause: card, postings: cardLeg(-40_000n), description: "Refund of card tip" });
     const before = (await balanceOf(w.accountId)).ledger!.amountMinor;
     // Before, the payout's mirror put KES 1,000 back in the wallet (paid by M-Pesa, to be withdrawn again), and the
-    // take-back's paid the worker again for a tip the payer had back.
-    for (const [entry, why] of [[settled!, /settled payout .* which M-Pesa paid/], [takeBack!, /took a tip's credit back for its refund/]] as const) {
+    // take-backs' paid the worker again for a tip the payer had back.
+    const refusals = [
+      [settled!, /settled payout .* which M-Pesa paid/],
+      [takeBack!, /took a tip's credit back for its refund/],
+      [cardRefund!, /later step on the tip stripePaymentId .* not its credit/],
+    ] as const;
+    for (const [entry, why] of refusals) {
       const refused = await failure(admin.reverseEntry({ entryId: entry.entryId, idempotencyKey: `rev-${entry.entryId}`, reason: "mistake" }));
       assert.equal(Code[refused.code], "FailedPrecondition");
       assert.match(refused.rawMessage, why);
     }
     assert.equal((await balanceOf(w.accountId)).ledger!.amountMinor, before, "nothing given back");
+    // A card tip's credit, its cause's first entry, is still an admin's to reverse.
+    const other = causeOf("stripePaymentId", `pi_${randomUUID()}`);
+    const { entry: credited } = await internal.postEntry({ idempotencyKey: `card:${randomUUID()}`, cause: other, postings: cardLeg(10_000n), description: "Card tip" });
+    await admin.reverseEntry({ entryId: credited!.entryId, idempotencyKey: `rev-${credited!.entryId}`, reason: "credited to the wrong worker" });
+    assert.equal((await balanceOf(w.accountId)).ledger!.amountMinor, before, "the credit undone");
   });
 
   test("entries are listed by their idempotency keys, oldest first, read whole; a key with nothing posted is left out", async () => {
