@@ -1,13 +1,14 @@
 // Venues, for admins acting for one whose managers are gone (left the business, lost their number): find it by
-// name, see its managers and pending invitations, invite a new manager by phone, remove one. The venue service
-// answers as it answers a manager: the SMS link, the invited number's check and the last manager kept.
+// name, see its managers and pending invitations, invite a new manager by phone, remove one, each change with the
+// device step-up (it grants or takes a venue's management) and in the audit log. The venue service answers as it
+// answers a manager: the SMS link, the invited number's check and the last manager kept.
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { useEffect, useState } from "react";
 import type { Profile } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import type { ListManagersResponse } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { api, errorText } from "./api";
+import { api, errorText, stepUp } from "./api";
 import { Action, Section, when } from "./ui";
 
 /** Only admins see this screen (the venue service acts for admins alone). */
@@ -77,7 +78,7 @@ function VenueManagers({ venue }: { venue: Profile }) {
             <tr key={m.userId}>
               <td>{m.displayName || "(no name given)"}</td><td>{m.phoneMasked}</td>
               <td><Action label="Remove" danger disabledWhy={one} confirm={`${m.displayName || m.phoneMasked} loses access to ${venue.displayName} at once.`} run={async () => {
-                await api(VenueService).removeManager({ venueId, userId: m.userId });
+                await api(VenueService).removeManager({ venueId, userId: m.userId }, await stepUp());
                 await load();
                 return "Removed.";
               }} /></td>
@@ -94,12 +95,13 @@ function VenueManagers({ venue }: { venue: Profile }) {
                 <td>{i.displayName}</td><td>{i.phoneMasked}</td><td>{when(i.invitedAt)}</td>
                 <td>{i.expiresAt ? `${timestampDate(i.expiresAt).getTime() <= Date.now() ? "stopped working" : "works until"} ${when(i.expiresAt)}` : ""}</td>
                 <td><Action label="Send again" run={async (_, send) => {
-                  const r = await send((key) => api(VenueService).resendManagerInvitation({ venueId, invitationId: i.invitationId, idempotencyKey: key }));
+                  const proof = await stepUp();
+                  const r = await send((key) => api(VenueService).resendManagerInvitation({ venueId, invitationId: i.invitationId, idempotencyKey: key }, proof));
                   await load();
                   return r.invitationSent ? "A new link went by SMS; the one before no longer works." : "A new link is ready, but the SMS could not be sent now: send it again.";
                 }} />
                 <Action label="Cancel invitation" run={async () => {
-                  await api(VenueService).cancelManagerInvitation({ venueId, invitationId: i.invitationId });
+                  await api(VenueService).cancelManagerInvitation({ venueId, invitationId: i.invitationId }, await stepUp());
                   await load();
                   return "Cancelled: its link no longer works.";
                 }} /></td>
@@ -112,7 +114,8 @@ function VenueManagers({ venue }: { venue: Profile }) {
         <input data-field="phone" aria-label="New manager's phone" placeholder="Phone (07…)" value={phone} onChange={(e) => setPhone(e.target.value)} />
         <input data-field="display_name" aria-label="New manager's name" placeholder="Name" value={name} onChange={(e) => setName(e.target.value)} />
         <Action label="Invite as manager" intent={JSON.stringify([phone.replace(/[\s-]/g, ""), name.trim()])} run={async (_, send) => {
-          const r = await send((key) => api(VenueService).inviteManager({ venueId, phone: phone.trim(), displayName: name.trim(), idempotencyKey: key }));
+          const proof = await stepUp();
+          const r = await send((key) => api(VenueService).inviteManager({ venueId, phone: phone.trim(), displayName: name.trim(), idempotencyKey: key }, proof));
           await load();
           return r.invitationSent ? `Invited by SMS; they accept signed in with that number.` : "Invited, but the SMS could not be sent now: send it again from the list.";
         }} />

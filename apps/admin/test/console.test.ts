@@ -1166,6 +1166,14 @@ describe("admin console in chromium", () => {
     await oldRow.getByRole("button", { name: "Remove" }).click();
     await oldRow.getByRole("button", { name: "Confirm remove" }).click();
     await managers.getByRole("row").filter({ hasText: `2547******${oldPhone.slice(-2)}` }).waitFor({ state: "detached" });
+    // Each change took the device step-up (the API refuses one without), and is in the console's audit log.
+    assert.equal(await codeOf(h.api(VenueService, adminToken).removeManager({ venueId, userId: wangari.userId })), "PermissionDenied");
+    const audited = await eventually("the venue changes in the audit log", async () => {
+      const { events } = await h.api(AuthAdminService, adminToken).listAuditEvents({ target: `venue:${venueId}`, actions: [AuditAction.VENUE_MANAGERS_CHANGED] });
+      return events.length >= 2 ? events : undefined;
+    });
+    // The refused resend changed nothing and is not there.
+    assert.deepEqual(audited.map((e) => [e.service, e.detail.split(" ")[0]]).sort(), [["venue", "manager.invited"], ["venue", "manager.removed"]]);
     // Her session carries the manager's role from its refresh (she signed up as a worker).
     const { tokens: refreshed } = await h.api(AuthService).refreshSession({ refreshToken: wangari.refreshToken });
     const { managers: left } = await h.api(VenueService, refreshed!.accessToken).listManagers({ venueId });

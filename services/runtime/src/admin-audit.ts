@@ -8,6 +8,7 @@ import type { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import {
   NotificationAdminActionTakenSchema,
   PaymentAdminActionTakenSchema,
+  VenueAdminActionTakenSchema,
   WalletAdminActionTakenSchema,
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { callerOf } from "./caller.js";
@@ -20,6 +21,7 @@ export const ADMIN_ACTION_EVENTS = {
   payment: PaymentAdminActionTakenSchema,
   wallet: WalletAdminActionTakenSchema,
   notification: NotificationAdminActionTakenSchema,
+  venue: VenueAdminActionTakenSchema,
 } as const;
 
 /** Every producer's admin-action subject (ttip.<service>.admin_action). */

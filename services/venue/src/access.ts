@@ -3,8 +3,23 @@
 // manages it; a current member reads the rule, their shifts and their shares.
 import { ConnectError, createClient, type Client, type HandlerContext } from "@connectrpc/connect";
 import { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { DependencyUnavailableError, NotFoundError, PermissionDeniedError, type Principal, type Queryable, requireCaller, type ServiceContext } from "@ttip/runtime";
-import { currentMemberOf, type MemberRow } from "./store.js";
+import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
+import {
+  CLIENT_ADDRESS_HEADER,
+  DependencyUnavailableError,
+  NotFoundError,
+  PermissionDeniedError,
+  type Principal,
+  type Queryable,
+  requireCaller,
+  type ServiceContext,
+  STEP_UP_AT_HEADER,
+  stepUpProblem,
+} from "@ttip/runtime";
+import { currentMemberOf, type MemberRow, type VenueActor } from "./store.js";
+
+/** The caller of a managing RPC: `asAdmin` when they act by the admin role at a venue they do not manage. */
+export type VenueCaller = Principal & VenueActor;
 
 export interface VenueInfo {
   venueId: string;
@@ -56,16 +71,21 @@ export class Access {
     return (await this.ask(venueId, "", true)).managerIds;
   }
 
-  /** The caller, who must manage the venue (or be an admin). */
-  async requireManager(hctx: HandlerContext, venueId: string): Promise<{ caller: Principal; venue: VenueInfo }> {
+  /**
+   * The caller, who must manage the venue or be an admin. An admin who does not manage it changes it only with
+   * the device step-up the gateway verified (as the console's money actions: granting a venue's management or
+   * moving its pool on a stolen token alone is refused), and the change goes in the console's audit log too.
+   */
+  async requireManager(hctx: HandlerContext, venueId: string): Promise<{ caller: VenueCaller; venue: VenueInfo }> {
     const caller = requireCaller(hctx);
     const a = await this.ask(venueId, caller.subject);
     const venue = venueOf(venueId, a);
-    if (caller.roles.includes("admin")) return { caller, venue };
-    if (!(a.isManager && caller.roles.includes("venue_manager"))) {
-      throw new PermissionDeniedError("only a manager of this venue may do this");
-    }
-    return { caller, venue };
+    if (a.isManager && caller.roles.includes("venue_manager")) return { caller, venue };
+    if (!caller.roles.includes("admin")) throw new PermissionDeniedError("only a manager of this venue may do this");
+    if (hctx.method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS) return { caller, venue };
+    const problem = stepUpProblem(hctx.requestHeader.get(STEP_UP_AT_HEADER));
+    if (problem) throw new PermissionDeniedError(`an admin changes a venue they do not manage only with the device step-up: ${problem}; confirm with your device and call through the gateway`);
+    return { caller: { ...caller, asAdmin: { ip: hctx.requestHeader.get(CLIENT_ADDRESS_HEADER) ?? "" } }, venue };
   }
 
   /** A manager of the venue, or one of its current members (their own row). */

@@ -15,6 +15,7 @@ import { eatTime } from "./shifts.js";
 import { REMAINDER_RULE } from "./split.js";
 import {
   audit,
+  auditInConsole,
   loadDistribution,
   money,
   rosterFor,
@@ -26,6 +27,7 @@ import {
   toShareLine,
   type DistributionRow,
   type ShareRow,
+  type VenueActor,
 } from "./store.js";
 
 /** How many plans left 'posting' one background pass finishes. */
@@ -121,7 +123,7 @@ export class Distributions {
    * period), then recorded with its events. A repeat, or a retry after a
    * crash in between, finds the saved plan and finishes it: one entry, one set of events.
    */
-  async confirm(venue: VenueInfo, p: Period, actor: string, expected: { collected?: bigint; shares?: string } = {}): Promise<{ distribution: Distribution; created: boolean }> {
+  async confirm(venue: VenueInfo, p: Period, actor: VenueActor, expected: { collected?: bigint; shares?: string } = {}): Promise<{ distribution: Distribution; created: boolean }> {
     if (p.end.getTime() > Date.now()) {
       throw new InvalidStateError(`period.end: the period is not over yet (ends ${p.end.toISOString()}); tips may still arrive in it`);
     }
@@ -159,7 +161,7 @@ export class Distributions {
         `INSERT INTO venue.distributions (distribution_id, venue_id, period_start, period_end, revision, currency, rule_version, method,
            collected_minor, tip_count, status, confirmed_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'posting', $11)`,
-        [id, venue.venueId, p.start, p.end, revision, venue.currency, rule.version, rule.method, collected, credits, actor],
+        [id, venue.venueId, p.start, p.end, revision, venue.currency, rule.version, rule.method, collected, credits, actor.subject],
       );
       for (const [i, l] of plan.lines.entries()) {
         const s = shareRow(id, i, l);
@@ -169,6 +171,9 @@ export class Distributions {
           [id, i, s.member_id, s.worker_id, s.display_name, s.role_id, s.weight, s.total_weight, s.minutes, s.amount_minor, s.remainder_minor, s.explanation],
         );
       }
+      // The venue's own trail records the confirmation once the wallet has posted it (finish); an admin's decision
+      // is in the console's with the plan it saved, whatever the posting's fate.
+      await auditInConsole(tx, venue.venueId, actor, "distribution.confirmed", { distribution_id: id, period_start: p.start, period_end: p.end, collected_minor: collected });
       return { id, fresh: true };
     });
     const distribution = await this.finish(saved.id, venue.name);
@@ -324,7 +329,7 @@ export class Distributions {
   }
 
   /** Undoes a confirmed distribution with a reversing entry; the period may be split again. */
-  async reverse(venueId: string, distributionId: string, reason: string, actor: string): Promise<Distribution> {
+  async reverse(venueId: string, distributionId: string, reason: string, actor: VenueActor): Promise<Distribution> {
     const loaded = await loadDistribution(this.pool, distributionId);
     if (!loaded || loaded.d.venue_id !== venueId) throw new NotFoundError(`distribution_id: no distribution ${distributionId} at this venue`);
     const { d, shares } = loaded;
@@ -335,7 +340,7 @@ export class Distributions {
       const { rows } = await tx.query<DistributionRow>(
         `UPDATE venue.distributions SET status = 'reversed', reversal_entry_id = $2, reversal_reason = $3, reversed_at = now(), reversed_by = $4
           WHERE distribution_id = $1 AND status = 'confirmed' RETURNING *`,
-        [d.distribution_id, reversalId, reason, actor],
+        [d.distribution_id, reversalId, reason, actor.subject],
       );
       const done = rows[0];
       if (!done) return toDistribution((await loadDistribution(tx, d.distribution_id))!.d, shares);

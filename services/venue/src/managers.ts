@@ -12,7 +12,7 @@ import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/no
 import { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { ManagerInvitationSchema, ManagerSchema, type Manager, type ManagerInvitation } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { AlreadyExistsError, type Clock, clockOf, DependencyUnavailableError, emitEvent, IdempotencyConflictError, InvalidStateError, lockForTransaction, type Logger, maskPhone, NotFoundError, optionalTimestamp, parseKenyanMobile, PermissionDeniedError, type Pool, type Principal, type Queryable, requireKenyanMobile, type ServiceContext, withTransaction } from "@ttip/runtime";
-import type { Access, VenueInfo } from "./access.js";
+import type { Access, VenueCaller, VenueInfo } from "./access.js";
 import { hashToken, type InvitationBudgets, type InvitationLink, linkExpired, newLink, requireLinkLive, resendMakesLink, textLink } from "./invitation-link.js";
 import type { MembersConfig } from "./members.js";
 import { audit, currentMemberOf } from "./store.js";
@@ -117,7 +117,7 @@ export class Managers {
    * fresh link: the one sent before stops working. Only the link's hash is kept. A repeat of the key texts nothing
    * more once its link was texted (before, each repeat texted a new link, voiding the one the manager held).
    */
-  async invite(venue: VenueInfo, caller: Principal, input: { phone: string; displayName: string; key: string }): Promise<{ invitation: InvitationRow; sent: boolean }> {
+  async invite(venue: VenueInfo, caller: VenueCaller, input: { phone: string; displayName: string; key: string }): Promise<{ invitation: InvitationRow; sent: boolean }> {
     const phone = requireKenyanMobile(input.phone, "phone");
     if (await this.managesByPhone(venue.venueId, phone)) throw new AlreadyExistsError("phone: this number already manages the venue");
     const now = this.clock.now();
@@ -140,7 +140,7 @@ export class Managers {
         `INSERT INTO venue.manager_invitations (invitation_id, venue_id, phone, display_name, token_hash, invite_key, invited_by, sent_at, expires_at, send_key, texted)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $6, false) RETURNING *`,
         [randomUUID(), venue.venueId, phone, input.displayName, link.hash, input.key, caller.subject, link.sentAt, link.expiresAt]);
-      await audit(tx, venue.venueId, caller.subject, "manager.invited", { invitation_id: rows[0].invitation_id, display_name: input.displayName });
+      await audit(tx, venue.venueId, caller, "manager.invited", { invitation_id: rows[0].invitation_id, display_name: input.displayName });
       return { invitation: rows[0], made: true };
     });
     if (invitation.accepted_at || invitation.cancelled_at) return { invitation, sent: false };
@@ -151,7 +151,7 @@ export class Managers {
    * Texts a pending invitation a new link; the one before stops working. A repeat of `key` texts nothing more
    * once its link was texted (and a new link if its SMS was not sent).
    */
-  async resend(venue: VenueInfo, caller: Principal, invitationId: string, key: string): Promise<{ invitation: InvitationRow; sent: boolean }> {
+  async resend(venue: VenueInfo, caller: VenueCaller, invitationId: string, key: string): Promise<{ invitation: InvitationRow; sent: boolean }> {
     const now = this.clock.now();
     const link = newLink(now);
     const { invitation, made } = await withTransaction(this.pool, async (tx) => {
@@ -162,7 +162,7 @@ export class Managers {
       if (inv.cancelled_at) throw new InvalidStateError("invitation_id: this invitation was cancelled: invite them again");
       if (!resendMakesLink({ sentAt: inv.sent_at, sendKey: inv.send_key, texted: inv.texted }, key, now)) return { invitation: inv, made: false };
       await this.budgets.charge(inv.phone, venue.venueId, caller.subject);
-      await audit(tx, venue.venueId, caller.subject, "manager.invitation_resent", { invitation_id: inv.invitation_id, display_name: inv.display_name });
+      await audit(tx, venue.venueId, caller, "manager.invitation_resent", { invitation_id: inv.invitation_id, display_name: inv.display_name });
       return { invitation: await replaceLink(tx, inv, link, key), made: true };
     });
     return { invitation, sent: made ? await this.text(venue, invitation, link) : true };
@@ -206,19 +206,19 @@ export class Managers {
       await this.auth.grantVenueManagerRole({ userId: caller.subject }, CALL).catch(unavailable("the manager's role"));
       await this.qr.addVenueManager({ venueId: inv.venue_id, userId: caller.subject }, CALL).catch(unavailable("the venue's managers"));
       await tx.query(`UPDATE venue.manager_invitations SET accepted_by = $2, accepted_at = now() WHERE invitation_id = $1`, [inv.invitation_id, caller.subject]);
-      await audit(tx, inv.venue_id, caller.subject, "manager.joined", { invitation_id: inv.invitation_id, display_name: inv.display_name });
+      await audit(tx, inv.venue_id, caller, "manager.joined", { invitation_id: inv.invitation_id, display_name: inv.display_name });
       await managerEvent(tx, { venueId: inv.venue_id, userId: caller.subject, displayName: inv.display_name, change: "joined", actorId: caller.subject });
       return { venueId: inv.venue_id };
     });
   }
 
-  async cancel(venueId: string, caller: Principal, invitationId: string): Promise<void> {
+  async cancel(venueId: string, caller: VenueCaller, invitationId: string): Promise<void> {
     await withTransaction(this.pool, async (tx) => {
       const { rows: [cancelled] } = await tx.query<InvitationRow>(
         `UPDATE venue.manager_invitations SET cancelled_at = now(), token_hash = NULL
           WHERE venue_id = $1 AND invitation_id = $2 AND accepted_at IS NULL AND cancelled_at IS NULL RETURNING display_name`, [venueId, invitationId]);
       if (!cancelled) throw new NotFoundError(`invitation_id: no pending invitation ${invitationId} at this venue`);
-      await audit(tx, venueId, caller.subject, "manager.invitation_cancelled", { invitation_id: invitationId, display_name: cancelled.display_name });
+      await audit(tx, venueId, caller, "manager.invitation_cancelled", { invitation_id: invitationId, display_name: cancelled.display_name });
     });
   }
 
@@ -256,9 +256,9 @@ export class Managers {
   }
 
   /** Ends a user's management: recorded, then asked of qr, whose refusal (their last manager) undoes the record. */
-  async remove(venueId: string, caller: Principal, userId: string): Promise<void> {
+  async remove(venueId: string, caller: VenueCaller, userId: string): Promise<void> {
     await withTransaction(this.pool, async (tx) => {
-      await audit(tx, venueId, caller.subject, "manager.removed", { user_id: userId });
+      await audit(tx, venueId, caller, "manager.removed", { user_id: userId });
       await managerEvent(tx, { venueId, userId, displayName: await this.nameOf(tx, venueId, userId), change: "removed", actorId: caller.subject });
       await this.qr.removeVenueManager({ venueId, userId }, CALL).catch(unavailable("the venue's managers"));
     });

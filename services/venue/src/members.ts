@@ -8,7 +8,7 @@ import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/no
 import { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AlreadyExistsError, type Clock, clockOf, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, lockForTransaction, type Logger, NotFoundError, optionalTimestamp, type Pool, type Principal, type Queryable, requireKenyanMobile, type ServiceContext, withTransaction } from "@ttip/runtime";
-import type { Access, VenueInfo } from "./access.js";
+import type { Access, VenueCaller, VenueInfo } from "./access.js";
 import { hashToken, type InvitationBudgets, type InvitationLink, linkExpired, newLink, requireLinkLive, resendMakesLink, textLink } from "./invitation-link.js";
 import { type Managers, personAtVenueLock, unavailable } from "./managers.js";
 import { audit, currentMemberOf, ensureDefaultRoles, memberById, type MemberRow } from "./store.js";
@@ -86,7 +86,7 @@ export class Members {
    * texts nothing more once its link was texted (before, each repeat charged the SMS budget and texted a new link,
    * voiding the one the worker held): a new link only if its SMS was not sent, or as ResendInvitation makes one.
    */
-  async invite(venue: VenueInfo, caller: Principal, input: { phone: string; displayName: string; roleId: string; joinedAt?: Date; key: string }): Promise<{ member: MemberRow; sent: boolean }> {
+  async invite(venue: VenueInfo, caller: VenueCaller, input: { phone: string; displayName: string; roleId: string; joinedAt?: Date; key: string }): Promise<{ member: MemberRow; sent: boolean }> {
     const phone = requireKenyanMobile(input.phone, "phone");
     const joinedAt = startOf(input.joinedAt, this.clock.now());
     if (phone === (await this.managers.account(caller.subject))?.phone) {
@@ -124,7 +124,7 @@ export class Members {
         [randomUUID(), venue.venueId, phone, input.displayName, input.roleId, link.hash, input.key, caller.subject, joinedAt, link.sentAt, link.expiresAt],
       );
       await memberEvent(tx, rows[0], "invited");
-      await audit(tx, venue.venueId, caller.subject, "member.invited", { member_id: rows[0].member_id, role_id: input.roleId, joined_at: joinedAt });
+      await audit(tx, venue.venueId, caller, "member.invited", { member_id: rows[0].member_id, role_id: input.roleId, joined_at: joinedAt });
       return { member: rows[0], made: true };
     });
     if (member.worker_id || member.left_at) return { member, sent: false };
@@ -135,7 +135,7 @@ export class Members {
    * Texts an invited member a new link; the one before stops working. A repeat of `key` texts nothing more once
    * its link was texted (and a new link if its SMS was not sent).
    */
-  async resend(venue: VenueInfo, caller: Principal, memberId: string, key: string): Promise<{ member: MemberRow; sent: boolean }> {
+  async resend(venue: VenueInfo, caller: VenueCaller, memberId: string, key: string): Promise<{ member: MemberRow; sent: boolean }> {
     const now = this.clock.now();
     const link = newLink(now);
     const { member, made } = await withTransaction(this.pool, async (tx) => {
@@ -145,7 +145,7 @@ export class Members {
       if (m.worker_id) throw new InvalidStateError("member_id: they accepted the invitation already");
       if (!resendMakesLink({ sentAt: m.invite_sent_at, sendKey: m.invite_send_key, texted: m.invite_texted }, key, now)) return { member: m, made: false };
       await this.budgets.charge(m.phone, venue.venueId, caller.subject);
-      await audit(tx, venue.venueId, caller.subject, "member.invitation_resent", { member_id: m.member_id });
+      await audit(tx, venue.venueId, caller, "member.invitation_resent", { member_id: m.member_id });
       return { member: await replaceLink(tx, m, link, key), made: true };
     });
     return { member, sent: made ? await this.text(venue, member, link) : true };
@@ -195,7 +195,7 @@ export class Members {
          WHERE member_id = $1 RETURNING *`,
         [m.member_id, caller.subject, from ?? null, m.venue_id]);
       await memberEvent(tx, done[0], "joined");
-      await audit(tx, m.venue_id, caller.subject, "member.joined", { member_id: m.member_id });
+      await audit(tx, m.venue_id, caller, "member.joined", { member_id: m.member_id });
       await this.setQrStaff(done[0], true);
       return done[0];
     });
@@ -213,7 +213,7 @@ export class Members {
     await this.qr.setVenueStaff({ venueId: m.venue_id, workerId: m.worker_id, onStaff }, { timeoutMs: 5_000 }).catch(unavailable("the venue's staff"));
   }
 
-  async update(venueId: string, caller: Principal, memberId: string, roleId: string, displayName: string): Promise<MemberRow> {
+  async update(venueId: string, caller: VenueCaller, memberId: string, roleId: string, displayName: string): Promise<MemberRow> {
     return withTransaction(this.pool, async (tx) => {
       const m = await memberById(tx, venueId, memberId, true);
       if (!m) throw new NotFoundError(`member_id: no member ${memberId} at this venue`);
@@ -223,7 +223,7 @@ export class Members {
         [memberId, roleId, displayName],
       );
       await memberEvent(tx, rows[0], "updated");
-      await audit(tx, venueId, caller.subject, "member.updated", { member_id: memberId, role_id: rows[0].role_id, from_role_id: m.role_id });
+      await audit(tx, venueId, caller, "member.updated", { member_id: memberId, role_id: rows[0].role_id, from_role_id: m.role_id });
       return rows[0];
     });
   }
@@ -234,7 +234,7 @@ export class Members {
    * RecordShift replaces it with the shift worked. Before their start date, the membership ends at it (it never
    * begins: a hire that fell through); an invitation not yet accepted is withdrawn, its link voided.
    */
-  async remove(venueId: string, caller: Principal, memberId: string, leftAt: Date | undefined, reason: string, onlyIfInvited = false): Promise<MemberRow> {
+  async remove(venueId: string, caller: VenueCaller, memberId: string, leftAt: Date | undefined, reason: string, onlyIfInvited = false): Promise<MemberRow> {
     const now = Date.now();
     const asked = leftAt ?? new Date(now);
     if (asked.getTime() > now + 60_000) throw fieldError("left_at", "must not be in the future");
@@ -260,7 +260,7 @@ export class Members {
       );
       await memberEvent(tx, rows[0], "left");
       const action = m.worker_id ? "member.left" : "member.invitation_cancelled";
-      await audit(tx, venueId, caller.subject, action, { member_id: memberId, left_at: at, reason });
+      await audit(tx, venueId, caller, action, { member_id: memberId, left_at: at, reason });
       await this.setQrStaff(rows[0], false);
       return rows[0];
     });

@@ -5,7 +5,7 @@ import { VenueShiftRecordedSchema } from "@ttip/proto/ttip/events/v1/events_pb.j
 import { ShiftSource } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, lockForTransaction, NAIROBI_OFFSET_MS, NotFoundError, optionalTimestamp, parseKenyanMobile, PermissionDeniedError, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
 import { parseCsv } from "./csv.js";
-import { audit, currentMemberOf, distributeLock, type MemberRow, paidSplitOver, type ShiftRow } from "./store.js";
+import { audit, currentMemberOf, distributeLock, type MemberRow, paidSplitOver, type ShiftRow, type VenueActor } from "./store.js";
 
 const DAY_MS = 24 * 3600_000;
 /** Rows one import may carry: a month of a large venue's shifts. */
@@ -115,7 +115,7 @@ export async function clockOut(pool: Pool, venueId: string, workerId: string): P
 }
 
 /** A manager records a finished shift; the same key returns the same shift. */
-export async function recordShift(pool: Pool, venueId: string, actor: string, memberId: string, start: Date, end: Date, key: string): Promise<ShiftRow> {
+export async function recordShift(pool: Pool, venueId: string, actor: VenueActor, memberId: string, start: Date, end: Date, key: string): Promise<ShiftRow> {
   return withTransaction(pool, async (tx) => {
     const { rows: ms } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE venue_id = $1 AND member_id = $2`, [venueId, memberId]);
     if (!ms[0]) throw new NotFoundError(`member_id: no member ${memberId} at this venue`);
@@ -140,12 +140,12 @@ export async function recordShift(pool: Pool, venueId: string, actor: string, me
     const { rows } = replaced
       ? await tx.query<ShiftRow>(
         `UPDATE venue.shifts SET started_at = $2, ended_at = $3, source = $4, recorded_by = $5, idempotency_key = $6 WHERE shift_id = $1 RETURNING *`,
-        [replaced.shift_id, start, end, ShiftSource.MANAGER, actor, key],
+        [replaced.shift_id, start, end, ShiftSource.MANAGER, actor.subject, key],
       )
       : await tx.query<ShiftRow>(
         `INSERT INTO venue.shifts (shift_id, venue_id, member_id, started_at, ended_at, source, recorded_by, idempotency_key)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *`,
-        [randomUUID(), venueId, memberId, start, end, ShiftSource.MANAGER, actor, key],
+        [randomUUID(), venueId, memberId, start, end, ShiftSource.MANAGER, actor.subject, key],
       );
     await emitFinished(tx, rows[0]);
     await audit(tx, venueId, actor, "shift.recorded", {
@@ -185,7 +185,7 @@ export interface ImportResult {
  * against the rows before it); good rows go in, in one transaction, the others
  * are reported. A dry run checks and reports only.
  */
-export async function importShifts(pool: Pool, venueId: string, actor: string, csv: string, dryRun: boolean): Promise<ImportResult> {
+export async function importShifts(pool: Pool, venueId: string, actor: VenueActor, csv: string, dryRun: boolean): Promise<ImportResult> {
   const { rows, truncated } = parseCsv(csv, MAX_IMPORT_ROWS + 1);
   if (truncated) throw fieldError("csv", `at most ${MAX_IMPORT_ROWS} rows per import`);
   const header = rows.shift();
@@ -247,7 +247,7 @@ export async function importShifts(pool: Pool, venueId: string, actor: string, c
       for (const a of accepted) {
         const { rows: ins } = await tx.query<ShiftRow>(
           `INSERT INTO venue.shifts (shift_id, venue_id, member_id, started_at, ended_at, source, recorded_by) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *`,
-          [randomUUID(), venueId, a.member, new Date(a.start), new Date(a.end), ShiftSource.IMPORT, actor],
+          [randomUUID(), venueId, a.member, new Date(a.start), new Date(a.end), ShiftSource.IMPORT, actor.subject],
         );
         await emitFinished(tx, ins[0]);
       }

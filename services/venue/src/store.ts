@@ -1,7 +1,8 @@
 // Rows of the venue schema and how they read as messages.
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { keysetTime, lockForTransaction, maskPhone, optionalTimestamp, type Queryable } from "@ttip/runtime";
+import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { auditAdminActionOf, keysetTime, lockForTransaction, maskPhone, optionalTimestamp, type Queryable } from "@ttip/runtime";
 import {
   DistributionSchema,
   DistributionStatus,
@@ -497,13 +498,57 @@ export async function sharesOfWorker(db: Queryable, workerId: string, cursor: { 
   return rows;
 }
 
-export async function audit(db: Queryable, venueId: string, actor: string, action: string, detail: unknown): Promise<void> {
-  await db.query(`INSERT INTO venue.audit_records (venue_id, actor, action, detail) VALUES ($1, $2, $3, $4)`, [
-    venueId,
-    actor,
-    action,
-    JSON.stringify(detail, (_k, v) => (typeof v === "bigint" ? v.toString() : v)),
-  ]);
+/**
+ * Who did a venue action: a user, and when they acted by the admin role at a venue they do not manage, the
+ * address they called from (access.ts sets it): the console's audit log records that action too.
+ */
+export interface VenueActor {
+  subject: string;
+  asAdmin?: { ip: string };
+}
+
+/**
+ * The console's audit action for each action of a venue's own trail that an admin may take there
+ * (undefined: only the venue's own people take it, or the service does).
+ */
+const CONSOLE_ACTIONS = {
+  "role.changed": AuditAction.VENUE_STAFF_CHANGED,
+  "rule.changed": AuditAction.VENUE_SPLIT_RULE_SET,
+  "member.invited": AuditAction.VENUE_STAFF_CHANGED,
+  "member.invitation_resent": AuditAction.VENUE_STAFF_CHANGED,
+  "member.updated": AuditAction.VENUE_STAFF_CHANGED,
+  "member.left": AuditAction.VENUE_STAFF_CHANGED,
+  "member.invitation_cancelled": AuditAction.VENUE_STAFF_CHANGED,
+  "member.joined": undefined,
+  "manager.invited": AuditAction.VENUE_MANAGERS_CHANGED,
+  "manager.invitation_resent": AuditAction.VENUE_MANAGERS_CHANGED,
+  "manager.invitation_cancelled": AuditAction.VENUE_MANAGERS_CHANGED,
+  "manager.removed": AuditAction.VENUE_MANAGERS_CHANGED,
+  "manager.joined": undefined,
+  "shift.recorded": AuditAction.VENUE_SHIFTS_CHANGED,
+  "shifts.imported": AuditAction.VENUE_SHIFTS_CHANGED,
+  "distribution.confirmed": AuditAction.VENUE_DISTRIBUTION_CONFIRMED,
+  "distribution.reversed": AuditAction.VENUE_DISTRIBUTION_REVERSED,
+  "distribution.abandoned": undefined,
+} as const satisfies Record<string, AuditAction | undefined>;
+
+export type VenueAuditAction = keyof typeof CONSOLE_ACTIONS;
+
+const auditJson = (detail: unknown) => JSON.stringify(detail, (_k, v) => (typeof v === "bigint" ? v.toString() : v));
+
+/** Appends to the venue's audit trail, and to the console's when an admin acted at a venue they do not manage. */
+export async function audit(db: Queryable, venueId: string, actor: VenueActor | string, action: VenueAuditAction, detail: unknown): Promise<void> {
+  const who: VenueActor = typeof actor === "string" ? { subject: actor } : actor;
+  await db.query(`INSERT INTO venue.audit_records (venue_id, actor, action, detail) VALUES ($1, $2, $3, $4)`, [venueId, who.subject, action, auditJson(detail)]);
+  await auditInConsole(db, venueId, who, action, detail);
+}
+
+/** The console's record of an admin's action at a venue they do not manage (nothing for anyone else), in `db`'s transaction. */
+export async function auditInConsole(db: Queryable, venueId: string, actor: VenueActor, action: VenueAuditAction, detail: unknown): Promise<void> {
+  if (!actor.asAdmin) return;
+  const consoleAction = CONSOLE_ACTIONS[action];
+  if (consoleAction === undefined) throw new Error(`${action} is not an admin's action: it has no console audit action`);
+  await auditAdminActionOf(db, "venue", { userId: actor.subject, ip: actor.asAdmin.ip }, { action: consoleAction, target: `venue:${venueId}`, detail: `${action} ${auditJson(detail)}` });
 }
 
 export interface AuditRecordRow {

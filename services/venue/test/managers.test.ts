@@ -3,6 +3,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client, createClient } from "@connectrpc/connect";
+import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { VenueManagerChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { OwnerKind, QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
@@ -190,6 +191,42 @@ describe("a venue's co-managers", () => {
     }
   });
 
+  test("an admin changes a venue they do not manage only with the device step-up, and the console's audit log has it; its own managers need none and stay out of that log", async () => {
+    const v = await h.newVenue("Kengeles Lavington");
+    const adminId = randomUUID();
+    const bare = h.t.client(VenueService, { subject: adminId, roles: ["admin"] });
+    const steppedUp = h.t.client(VenueService, { subject: adminId, roles: ["admin"], stepUp: true });
+    const consoleLog = async () =>
+      (await h.t.db.pool.query("SELECT action, actor_user_id, target, service, detail FROM auth.audit_events WHERE target = $1 ", [`venue:${v.venueId}`])).rows;
+    const managerRows = async () => (await h.t.db.pool.query("SELECT count(*)::int AS n FROM venue.manager_invitations WHERE venue_id = $1", [v.venueId])).rows[0].n;
+
+    // Reading needs no step-up; a change without one is refused and changes nothing.
+    assert.equal((await bare.listManagers({ venueId: v.venueId })).managers.length, 1);
+    const invite = { venueId: v.venueId, phone: testPhone({ format: "07" }), displayName: "Baraka", idempotencyKey: randomUUID() };
+    await assert.rejects(bare.inviteManager(invite), rejects(Code.PermissionDenied, /device step-up/));
+    await assert.rejects(bare.removeManager({ venueId: v.venueId, userId: v.managerId }), rejects(Code.PermissionDenied, /device step-up/));
+    assert.equal(await managerRows(), 0);
+
+    const { invitation } = await steppedUp.inviteManager(invite);
+    await steppedUp.cancelManagerInvitation({ venueId: v.venueId, invitationId: invitation!.invitationId });
+    await steppedUp.putRole({ venueId: v.venueId, roleId: "sommelier", name: "Sommelier", points: 3 });
+    // The venue's own manager: no step-up, and nothing in the console's log.
+    await v.api.putRole({ venueId: v.venueId, roleId: "runner", name: "Runner", points: 1 });
+
+    const rows = await eventually(async () => {
+      const r = await consoleLog();
+      return r.length >= 3 ? r : undefined;
+    }, "the admin's actions in auth's audit log");
+    assert.deepEqual(rows.map((r) => [AuditAction[r.action], r.actor_user_id, r.service, r.detail.split(" ")[0]]).sort(), [
+      ["VENUE_MANAGERS_CHANGED", adminId, "venue", "manager.invitation_cancelled"],
+      ["VENUE_MANAGERS_CHANGED", adminId, "venue", "manager.invited"],
+      ["VENUE_STAFF_CHANGED", adminId, "venue", "role.changed"],
+    ]);
+    assert.ok(!rows.some((r) => r.detail.includes(invite.phone.slice(1))), "no phone number in the console's log");
+    const { rows: trail } = await h.t.db.pool.query("SELECT actor, action FROM venue.audit_records WHERE venue_id = $1 AND action = 'role.changed' ORDER BY sequence", [v.venueId]);
+    assert.deepEqual(trail.map((r) => r.actor), [adminId, v.managerId], "both in the venue's own trail");
+  });
+
   test("qr's staff list follows the venue's, whoever sent the invitation: an admin's invitee may get a code there, and a worker taken off by another manager loses theirs", async () => {
     const v = await h.newVenue("Tamarind Tree");
     const onQrStaff = async (workerId: string) =>
@@ -201,7 +238,7 @@ describe("a venue's co-managers", () => {
       return qr.createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: workerId, venueId: v.venueId, idempotencyKey: randomUUID() }, asWorker);
     };
     // Invited by an admin, who manages no venue.
-    const admin = h.t.client(VenueService, { subject: randomUUID(), roles: ["admin"] });
+    const admin = h.t.client(VenueService, { subject: randomUUID(), roles: ["admin"], stepUp: true });
     const byAdmin = await h.join({ venueId: v.venueId, api: admin }, "Achieng");
     assert.ok(await onQrStaff(byAdmin.workerId), "an admin's invitee is on qr's staff");
 

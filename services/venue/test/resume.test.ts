@@ -54,7 +54,7 @@ describe("distributions finished after a failure, once", () => {
   test("the ledger unreachable when posting: the plan stays 'posting'; confirming again posts it once", async () => {
     const { v, a, p } = await readyVenue();
     const venue = { venueId: v.venueId, name: "Resume Bar", currency: "KES", active: true };
-    await assert.rejects(withoutWallet().confirm(venue, p, "manager-1"), (e: ConnectError) => e.code === Code.Unavailable);
+    await assert.rejects(withoutWallet().confirm(venue, p, { subject: "manager-1" }), (e: ConnectError) => e.code === Code.Unavailable);
     const { rows } = await h.t.db.pool.query("SELECT distribution_id, status FROM venue.distributions WHERE venue_id = $1", [v.venueId]);
     assert.deepEqual(rows.map((r) => r.status), ["posting"]);
     assert.equal(await h.walletBalance(a.workerId), 0n, "nothing moved yet");
@@ -70,7 +70,7 @@ describe("distributions finished after a failure, once", () => {
   test("the ledger posted but its answer was lost: the background pass records the same entry, no second one", async () => {
     const { v, a, b, p } = await readyVenue();
     const venue = { venueId: v.venueId, name: "Resume Bar", currency: "KES", active: true };
-    await assert.rejects(withoutWallet().confirm(venue, p, "manager-1"), (e: ConnectError) => e.code === Code.Unavailable);
+    await assert.rejects(withoutWallet().confirm(venue, p, { subject: "manager-1" }), (e: ConnectError) => e.code === Code.Unavailable);
     const { rows: [d] } = await h.t.db.pool.query("SELECT * FROM venue.distributions WHERE venue_id = $1", [v.venueId]);
     const { rows: shares } = await h.t.db.pool.query("SELECT worker_id, amount_minor FROM venue.shares WHERE distribution_id = $1 ORDER BY line", [d.distribution_id]);
     // What the first call would have done had its answer reached us.
@@ -108,7 +108,7 @@ describe("distributions finished after a failure, once", () => {
       return new Distributions({ ...h.t.ctx, peers: (name: string) => (name === "wallet" ? wallet : h.t.ctx.peers(name)) });
     };
     const stuck = await readyVenue();
-    await assert.rejects(withoutWallet().confirm({ venueId: stuck.v.venueId, name: "Resume Bar", currency: "KES", active: true }, stuck.p, "manager-1"));
+    await assert.rejects(withoutWallet().confirm({ venueId: stuck.v.venueId, name: "Resume Bar", currency: "KES", active: true }, stuck.p, { subject: "manager-1" }));
     const { rows: [d] } = await h.t.db.pool.query("SELECT * FROM venue.distributions WHERE venue_id = $1", [stuck.v.venueId]);
     await h.walletInternal.postPoolDistribution({
       venueId: stuck.v.venueId, currency: "KES", start: timestampFromDate(d.period_start), end: timestampFromDate(d.period_end), distributionId: d.distribution_id,
@@ -116,7 +116,7 @@ describe("distributions finished after a failure, once", () => {
       idempotencyKey: `venue-distribution:${d.distribution_id}`, description: "another split",
     });
     const newer = await readyVenue();
-    await assert.rejects(withoutWallet().confirm({ venueId: newer.v.venueId, name: "Resume Bar", currency: "KES", active: true }, newer.p, "manager-1"));
+    await assert.rejects(withoutWallet().confirm({ venueId: newer.v.venueId, name: "Resume Bar", currency: "KES", active: true }, newer.p, { subject: "manager-1" }));
     const { rows: [n] } = await h.t.db.pool.query("SELECT distribution_id FROM venue.distributions WHERE venue_id = $1", [newer.v.venueId]);
     const statusOf = async (id: string) => (await h.t.db.pool.query("SELECT status FROM venue.distributions WHERE distribution_id = $1", [id])).rows[0].status;
     // Passes of one plan each: the first takes the older, refused; the next finishes the newer, not the refused one again.
@@ -141,7 +141,7 @@ describe("distributions finished after a failure, once", () => {
   test("the ledger holds another split under the distribution's key: the plan is not abandoned (its key's money moved), nothing more is posted", async () => {
     const { v, a, b, p } = await readyVenue();
     const venue = { venueId: v.venueId, name: "Resume Bar", currency: "KES", active: true };
-    await assert.rejects(withoutWallet().confirm(venue, p, "manager-1"), (e: ConnectError) => e.code === Code.Unavailable);
+    await assert.rejects(withoutWallet().confirm(venue, p, { subject: "manager-1" }), (e: ConnectError) => e.code === Code.Unavailable);
     const { rows: [d] } = await h.t.db.pool.query("SELECT * FROM venue.distributions WHERE venue_id = $1", [v.venueId]);
     // Posted under the plan's key with other shares than the plan saved (15 000 each): the ledger refuses the plan's as a reuse of the key.
     const posted = await h.walletInternal.postPoolDistribution({
@@ -161,7 +161,7 @@ describe("distributions finished after a failure, once", () => {
 
   test("two finishes of one plan at once: one asks the ledger and records its answer; a refusal never abandons a plan whose money moved", async () => {
     const { v, p } = await readyVenue();
-    await assert.rejects(withoutWallet().confirm({ venueId: v.venueId, name: "Resume Bar", currency: "KES", active: true }, p, "manager-1"));
+    await assert.rejects(withoutWallet().confirm({ venueId: v.venueId, name: "Resume Bar", currency: "KES", active: true }, p, { subject: "manager-1" }));
     const { rows: [d] } = await h.t.db.pool.query("SELECT distribution_id FROM venue.distributions WHERE venue_id = $1", [v.venueId]);
     // The first post waits, then is refused (as a pool owing money is); a second goes to the ledger, and its answer
     // waits until the first's refusal is recorded.

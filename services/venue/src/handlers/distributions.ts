@@ -37,7 +37,7 @@ function confirmDistributionHandler(h: VenueHandlerContext): ServiceImpl<typeof 
     if (req.expectedCollected && req.expectedCollected.currency && req.expectedCollected.currency !== venue.currency) {
       throw fieldError("expected_collected.currency", `the venue's pool is in ${venue.currency}`);
     }
-    return distributions.confirm(venue, p, caller.subject, { collected: req.expectedCollected?.amountMinor, shares: req.expectedShares || undefined });
+    return distributions.confirm(venue, p, caller, { collected: req.expectedCollected?.amountMinor, shares: req.expectedShares || undefined });
   };
 }
 
@@ -45,7 +45,7 @@ function reverseDistributionHandler(h: VenueHandlerContext): ServiceImpl<typeof 
   const { distributions, manager } = h;
   return async function (req, ctx) {
     const { caller } = await manager(ctx, req.venueId);
-    return { distribution: await distributions.reverse(req.venueId, req.distributionId, req.reason, caller.subject) };
+    return { distribution: await distributions.reverse(req.venueId, req.distributionId, req.reason, caller) };
   };
 }
 

@@ -20,7 +20,7 @@ function putRoleHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueService
       await ensureDefaultRoles(tx, req.venueId);
       if (req.roleId === "manager" && !req.isManager) throw fieldError("is_manager", "the manager role stays a manager role");
       const role = await putRole(tx, { venue_id: req.venueId, role_id: req.roleId, name: req.name, points: req.points, is_manager: req.isManager });
-      await audit(tx, req.venueId, caller.subject, "role.changed", { role_id: req.roleId, name: req.name, points: req.points, is_manager: req.isManager });
+      await audit(tx, req.venueId, caller, "role.changed", { role_id: req.roleId, name: req.name, points: req.points, is_manager: req.isManager });
       return role;
     });
     return { role: toRole(role) };

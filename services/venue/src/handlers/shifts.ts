@@ -40,7 +40,7 @@ function recordShiftHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueSer
   const { pool, manager } = h;
   return async function (req, ctx) {
     const { caller } = await manager(ctx, req.venueId);
-    const s = await recordShift(pool, req.venueId, caller.subject, req.memberId, timestampDate(req.startedAt!), timestampDate(req.endedAt!), req.idempotencyKey);
+    const s = await recordShift(pool, req.venueId, caller, req.memberId, timestampDate(req.startedAt!), timestampDate(req.endedAt!), req.idempotencyKey);
     return { shift: toShift(s) };
   };
 }
@@ -55,7 +55,7 @@ function importShiftsHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueSe
     } catch {
       throw fieldError("csv", "not UTF-8 text");
     }
-    const r = await importShifts(pool, req.venueId, caller.subject, text, req.dryRun);
+    const r = await importShifts(pool, req.venueId, caller, text, req.dryRun);
     return { imported: r.imported, rejected: r.rejected };
   };
 }

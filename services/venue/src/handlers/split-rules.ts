@@ -57,7 +57,7 @@ function setSplitRuleHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueSe
       await emitEvent(tx, "venue", VenueSplitRuleChangedSchema, {
         venueId: r.venue_id, version: r.version, method: r.method, includeManagers: r.include_managers, changedBy: caller.subject, summary: ruleSummary(r),
       }, `${r.venue_id}:${r.version}`);
-      await audit(tx, req.venueId, caller.subject, "rule.changed", { version: r.version, method: r.method, include_managers: r.include_managers, fixed_shares: fixed, note: req.note });
+      await audit(tx, req.venueId, caller, "rule.changed", { version: r.version, method: r.method, include_managers: r.include_managers, fixed_shares: fixed, note: req.note });
       return r;
     });
     return { rule: toRule(rule) };

@@ -194,6 +194,17 @@ const (
 	// voided. A copy's holder would look the same, until the owner's next
 	// refresh (then REFRESH_REUSE_DETECTED).
 	AuditAction_AUDIT_ACTION_REFRESH_REISSUED AuditAction = 42
+	// An admin's change at a venue they do not manage (ttip.events.v1.VenueAdminActionTaken);
+	// the detail starts with the venue's own audit action, e.g. "manager.removed".
+	// Its managers: invited, an invitation resent or cancelled, one removed.
+	AuditAction_AUDIT_ACTION_VENUE_MANAGERS_CHANGED AuditAction = 43
+	// Its staff: a member invited, an invitation resent, a member's role changed, a member removed; a role put.
+	AuditAction_AUDIT_ACTION_VENUE_STAFF_CHANGED  AuditAction = 44
+	AuditAction_AUDIT_ACTION_VENUE_SPLIT_RULE_SET AuditAction = 45
+	// A shift recorded or shifts imported (the hours a split by hours pays).
+	AuditAction_AUDIT_ACTION_VENUE_SHIFTS_CHANGED         AuditAction = 46
+	AuditAction_AUDIT_ACTION_VENUE_DISTRIBUTION_CONFIRMED AuditAction = 47
+	AuditAction_AUDIT_ACTION_VENUE_DISTRIBUTION_REVERSED  AuditAction = 48
 )
 
 // Enum value maps for AuditAction.
@@ -242,51 +253,63 @@ var (
 		40: "AUDIT_ACTION_MPESA_REVERSAL_RESOLVED",
 		41: "AUDIT_ACTION_FRAUD_ALERT_CLOSED",
 		42: "AUDIT_ACTION_REFRESH_REISSUED",
+		43: "AUDIT_ACTION_VENUE_MANAGERS_CHANGED",
+		44: "AUDIT_ACTION_VENUE_STAFF_CHANGED",
+		45: "AUDIT_ACTION_VENUE_SPLIT_RULE_SET",
+		46: "AUDIT_ACTION_VENUE_SHIFTS_CHANGED",
+		47: "AUDIT_ACTION_VENUE_DISTRIBUTION_CONFIRMED",
+		48: "AUDIT_ACTION_VENUE_DISTRIBUTION_REVERSED",
 	}
 	AuditAction_value = map[string]int32{
-		"AUDIT_ACTION_UNSPECIFIED":                0,
-		"AUDIT_ACTION_LOGIN":                      1,
-		"AUDIT_ACTION_LOGIN_FAILED":               2,
-		"AUDIT_ACTION_LOCKOUT":                    3,
-		"AUDIT_ACTION_UNLOCK":                     4,
-		"AUDIT_ACTION_PIN_SET":                    5,
-		"AUDIT_ACTION_PIN_CHANGED":                6,
-		"AUDIT_ACTION_PIN_RESET":                  7,
-		"AUDIT_ACTION_SESSION_REVOKED":            8,
-		"AUDIT_ACTION_REFRESH_REUSE_DETECTED":     9,
-		"AUDIT_ACTION_DEVICE_REGISTERED":          10,
-		"AUDIT_ACTION_DEVICE_REMOVED":             11,
-		"AUDIT_ACTION_API_KEY_ISSUED":             12,
-		"AUDIT_ACTION_API_KEY_REVOKED":            13,
-		"AUDIT_ACTION_ROLES_CHANGED":              14,
-		"AUDIT_ACTION_SIGNING_KEY_ROTATED":        15,
-		"AUDIT_ACTION_SETUP_TOKEN_ISSUED":         16,
-		"AUDIT_ACTION_ADMIN_BOOTSTRAPPED":         17,
-		"AUDIT_ACTION_USER_BLOCKED":               18,
-		"AUDIT_ACTION_USER_UNBLOCKED":             19,
-		"AUDIT_ACTION_PARTNER_CONSENT_GRANTED":    20,
-		"AUDIT_ACTION_PARTNER_CONSENT_REVOKED":    21,
-		"AUDIT_ACTION_WEBHOOK_DELIVERY_REPLAYED":  22,
-		"AUDIT_ACTION_PAYOUTS_HELD":               23,
-		"AUDIT_ACTION_PAYOUTS_RELEASED":           24,
-		"AUDIT_ACTION_PAYER_BLOCKED":              25,
-		"AUDIT_ACTION_PAYER_UNBLOCKED":            26,
-		"AUDIT_ACTION_HELD_TIP_APPROVED":          27,
-		"AUDIT_ACTION_HELD_TIP_REFUSED":           28,
-		"AUDIT_ACTION_SUSPENSE_MATCHED":           29,
-		"AUDIT_ACTION_SUSPENSE_REFUNDED":          30,
-		"AUDIT_ACTION_TIP_REFUNDED":               31,
-		"AUDIT_ACTION_PAYMENT_REQUERIED":          32,
-		"AUDIT_ACTION_TEMPLATE_VERSION_CREATED":   33,
-		"AUDIT_ACTION_TEMPLATE_VERSION_ACTIVATED": 34,
-		"AUDIT_ACTION_FEE_SCHEDULE_CREATED":       35,
-		"AUDIT_ACTION_LEDGER_ENTRY_REVERSED":      36,
-		"AUDIT_ACTION_TIER_LIMITS_SET":            37,
-		"AUDIT_ACTION_SETTLEMENT_MODE_SET":        38,
-		"AUDIT_ACTION_HELD_PAYOUT_RESOLVED":       39,
-		"AUDIT_ACTION_MPESA_REVERSAL_RESOLVED":    40,
-		"AUDIT_ACTION_FRAUD_ALERT_CLOSED":         41,
-		"AUDIT_ACTION_REFRESH_REISSUED":           42,
+		"AUDIT_ACTION_UNSPECIFIED":                  0,
+		"AUDIT_ACTION_LOGIN":                        1,
+		"AUDIT_ACTION_LOGIN_FAILED":                 2,
+		"AUDIT_ACTION_LOCKOUT":                      3,
+		"AUDIT_ACTION_UNLOCK":                       4,
+		"AUDIT_ACTION_PIN_SET":                      5,
+		"AUDIT_ACTION_PIN_CHANGED":                  6,
+		"AUDIT_ACTION_PIN_RESET":                    7,
+		"AUDIT_ACTION_SESSION_REVOKED":              8,
+		"AUDIT_ACTION_REFRESH_REUSE_DETECTED":       9,
+		"AUDIT_ACTION_DEVICE_REGISTERED":            10,
+		"AUDIT_ACTION_DEVICE_REMOVED":               11,
+		"AUDIT_ACTION_API_KEY_ISSUED":               12,
+		"AUDIT_ACTION_API_KEY_REVOKED":              13,
+		"AUDIT_ACTION_ROLES_CHANGED":                14,
+		"AUDIT_ACTION_SIGNING_KEY_ROTATED":          15,
+		"AUDIT_ACTION_SETUP_TOKEN_ISSUED":           16,
+		"AUDIT_ACTION_ADMIN_BOOTSTRAPPED":           17,
+		"AUDIT_ACTION_USER_BLOCKED":                 18,
+		"AUDIT_ACTION_USER_UNBLOCKED":               19,
+		"AUDIT_ACTION_PARTNER_CONSENT_GRANTED":      20,
+		"AUDIT_ACTION_PARTNER_CONSENT_REVOKED":      21,
+		"AUDIT_ACTION_WEBHOOK_DELIVERY_REPLAYED":    22,
+		"AUDIT_ACTION_PAYOUTS_HELD":                 23,
+		"AUDIT_ACTION_PAYOUTS_RELEASED":             24,
+		"AUDIT_ACTION_PAYER_BLOCKED":                25,
+		"AUDIT_ACTION_PAYER_UNBLOCKED":              26,
+		"AUDIT_ACTION_HELD_TIP_APPROVED":            27,
+		"AUDIT_ACTION_HELD_TIP_REFUSED":             28,
+		"AUDIT_ACTION_SUSPENSE_MATCHED":             29,
+		"AUDIT_ACTION_SUSPENSE_REFUNDED":            30,
+		"AUDIT_ACTION_TIP_REFUNDED":                 31,
+		"AUDIT_ACTION_PAYMENT_REQUERIED":            32,
+		"AUDIT_ACTION_TEMPLATE_VERSION_CREATED":     33,
+		"AUDIT_ACTION_TEMPLATE_VERSION_ACTIVATED":   34,
+		"AUDIT_ACTION_FEE_SCHEDULE_CREATED":         35,
+		"AUDIT_ACTION_LEDGER_ENTRY_REVERSED":        36,
+		"AUDIT_ACTION_TIER_LIMITS_SET":              37,
+		"AUDIT_ACTION_SETTLEMENT_MODE_SET":          38,
+		"AUDIT_ACTION_HELD_PAYOUT_RESOLVED":         39,
+		"AUDIT_ACTION_MPESA_REVERSAL_RESOLVED":      40,
+		"AUDIT_ACTION_FRAUD_ALERT_CLOSED":           41,
+		"AUDIT_ACTION_REFRESH_REISSUED":             42,
+		"AUDIT_ACTION_VENUE_MANAGERS_CHANGED":       43,
+		"AUDIT_ACTION_VENUE_STAFF_CHANGED":          44,
+		"AUDIT_ACTION_VENUE_SPLIT_RULE_SET":         45,
+		"AUDIT_ACTION_VENUE_SHIFTS_CHANGED":         46,
+		"AUDIT_ACTION_VENUE_DISTRIBUTION_CONFIRMED": 47,
+		"AUDIT_ACTION_VENUE_DISTRIBUTION_REVERSED":  48,
 	}
 )
 
@@ -791,7 +814,7 @@ type AuditEvent struct {
 	// What was acted on, "<kind>:<id>" (e.g. "worker:<uuid>", "tip:<uuid>",
 	// "template:tip_received"); empty for auth's own records about user_id.
 	Target string `protobuf:"bytes,8,opt,name=target,proto3" json:"target,omitempty"`
-	// The service where the action happened ("auth", "payment", "wallet", "notification").
+	// The service where the action happened ("auth", "payment", "wallet", "notification", "venue").
 	Service       string `protobuf:"bytes,9,opt,name=service,proto3" json:"service,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -971,7 +994,7 @@ const file_ttip_auth_v1_auth_proto_rawDesc = "" +
 	"\x06Locale\x12\x16\n" +
 	"\x12LOCALE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tLOCALE_EN\x10\x01\x12\r\n" +
-	"\tLOCALE_SW\x10\x02*\xe9\v\n" +
+	"\tLOCALE_SW\x10\x02*\xe3\r\n" +
 	"\vAuditAction\x12\x1c\n" +
 	"\x18AUDIT_ACTION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12AUDIT_ACTION_LOGIN\x10\x01\x12\x1d\n" +
@@ -1016,7 +1039,13 @@ const file_ttip_auth_v1_auth_proto_rawDesc = "" +
 	"!AUDIT_ACTION_HELD_PAYOUT_RESOLVED\x10'\x12(\n" +
 	"$AUDIT_ACTION_MPESA_REVERSAL_RESOLVED\x10(\x12#\n" +
 	"\x1fAUDIT_ACTION_FRAUD_ALERT_CLOSED\x10)\x12!\n" +
-	"\x1dAUDIT_ACTION_REFRESH_REISSUED\x10*B\xa4\x01\n" +
+	"\x1dAUDIT_ACTION_REFRESH_REISSUED\x10*\x12'\n" +
+	"#AUDIT_ACTION_VENUE_MANAGERS_CHANGED\x10+\x12$\n" +
+	" AUDIT_ACTION_VENUE_STAFF_CHANGED\x10,\x12%\n" +
+	"!AUDIT_ACTION_VENUE_SPLIT_RULE_SET\x10-\x12%\n" +
+	"!AUDIT_ACTION_VENUE_SHIFTS_CHANGED\x10.\x12-\n" +
+	")AUDIT_ACTION_VENUE_DISTRIBUTION_CONFIRMED\x10/\x12,\n" +
+	"(AUDIT_ACTION_VENUE_DISTRIBUTION_REVERSED\x100B\xa4\x01\n" +
 	"\x10com.ttip.auth.v1B\tAuthProtoP\x01Z3github.com/ttip/ttip/sdk/go/gen/ttip/auth/v1;authv1\xa2\x02\x03TAX\xaa\x02\fTtip.Auth.V1\xca\x02\fTtip\\Auth\\V1\xe2\x02\x18Ttip\\Auth\\V1\\GPBMetadata\xea\x02\x0eTtip::Auth::V1b\x06proto3"
 
 var (

@@ -3237,6 +3237,58 @@ func (x *NotificationAdminActionTaken) GetAction() *AdminAction {
 	return nil
 }
 
+type VenueAdminActionTaken struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Action        *AdminAction           `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VenueAdminActionTaken) Reset() {
+	*x = VenueAdminActionTaken{}
+	mi := &file_ttip_events_v1_events_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VenueAdminActionTaken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VenueAdminActionTaken) ProtoMessage() {}
+
+func (x *VenueAdminActionTaken) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_events_v1_events_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VenueAdminActionTaken.ProtoReflect.Descriptor instead.
+func (*VenueAdminActionTaken) Descriptor() ([]byte, []int) {
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *VenueAdminActionTaken) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *VenueAdminActionTaken) GetAction() *AdminAction {
+	if x != nil {
+		return x.Action
+	}
+	return nil
+}
+
 var File_ttip_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_ttip_events_v1_events_proto_rawDesc = "" +
@@ -3537,7 +3589,10 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\x06action\x18\x02 \x01(\v2\x1b.ttip.events.v1.AdminActionR\x06action:\x1c\xca\xf3\x18\x18ttip.wallet.admin_action\"\xa6\x01\n" +
 	"\x1cNotificationAdminActionTaken\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x123\n" +
-	"\x06action\x18\x02 \x01(\v2\x1b.ttip.events.v1.AdminActionR\x06action:\"\xca\xf3\x18\x1ettip.notification.admin_action*b\n" +
+	"\x06action\x18\x02 \x01(\v2\x1b.ttip.events.v1.AdminActionR\x06action:\"\xca\xf3\x18\x1ettip.notification.admin_action\"\x98\x01\n" +
+	"\x15VenueAdminActionTaken\x12-\n" +
+	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x123\n" +
+	"\x06action\x18\x02 \x01(\v2\x1b.ttip.events.v1.AdminActionR\x06action:\x1b\xca\xf3\x18\x17ttip.venue.admin_action*b\n" +
 	"\rPaymentMethod\x12\x1e\n" +
 	"\x1aPAYMENT_METHOD_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14PAYMENT_METHOD_MPESA\x10\x01\x12\x17\n" +
@@ -3562,7 +3617,7 @@ func file_ttip_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_ttip_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_ttip_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_ttip_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_ttip_events_v1_events_proto_goTypes = []any{
 	(PaymentMethod)(0),                   // 0: ttip.events.v1.PaymentMethod
 	(TipReversalKind)(0),                 // 1: ttip.events.v1.TipReversalKind
@@ -3600,93 +3655,96 @@ var file_ttip_events_v1_events_proto_goTypes = []any{
 	(*PaymentAdminActionTaken)(nil),      // 33: ttip.events.v1.PaymentAdminActionTaken
 	(*WalletAdminActionTaken)(nil),       // 34: ttip.events.v1.WalletAdminActionTaken
 	(*NotificationAdminActionTaken)(nil), // 35: ttip.events.v1.NotificationAdminActionTaken
-	(*timestamppb.Timestamp)(nil),        // 36: google.protobuf.Timestamp
-	(*v1.Money)(nil),                     // 37: ttip.common.v1.Money
-	(v11.AuditAction)(0),                 // 38: ttip.auth.v1.AuditAction
+	(*VenueAdminActionTaken)(nil),        // 36: ttip.events.v1.VenueAdminActionTaken
+	(*timestamppb.Timestamp)(nil),        // 37: google.protobuf.Timestamp
+	(*v1.Money)(nil),                     // 38: ttip.common.v1.Money
+	(v11.AuditAction)(0),                 // 39: ttip.auth.v1.AuditAction
 }
 var file_ttip_events_v1_events_proto_depIdxs = []int32{
-	36, // 0: ttip.events.v1.EventMeta.occurred_at:type_name -> google.protobuf.Timestamp
+	37, // 0: ttip.events.v1.EventMeta.occurred_at:type_name -> google.protobuf.Timestamp
 	2,  // 1: ttip.events.v1.TipSucceeded.meta:type_name -> ttip.events.v1.EventMeta
-	37, // 2: ttip.events.v1.TipSucceeded.amount:type_name -> ttip.common.v1.Money
-	37, // 3: ttip.events.v1.TipSucceeded.fee:type_name -> ttip.common.v1.Money
-	37, // 4: ttip.events.v1.TipSucceeded.net:type_name -> ttip.common.v1.Money
+	38, // 2: ttip.events.v1.TipSucceeded.amount:type_name -> ttip.common.v1.Money
+	38, // 3: ttip.events.v1.TipSucceeded.fee:type_name -> ttip.common.v1.Money
+	38, // 4: ttip.events.v1.TipSucceeded.net:type_name -> ttip.common.v1.Money
 	0,  // 5: ttip.events.v1.TipSucceeded.method:type_name -> ttip.events.v1.PaymentMethod
-	36, // 6: ttip.events.v1.TipSucceeded.replaced_failure_at:type_name -> google.protobuf.Timestamp
+	37, // 6: ttip.events.v1.TipSucceeded.replaced_failure_at:type_name -> google.protobuf.Timestamp
 	2,  // 7: ttip.events.v1.TipSucceededCodeView.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 8: ttip.events.v1.TipCreated.meta:type_name -> ttip.events.v1.EventMeta
-	37, // 9: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
+	38, // 9: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
 	0,  // 10: ttip.events.v1.TipCreated.method:type_name -> ttip.events.v1.PaymentMethod
 	2,  // 11: ttip.events.v1.TipFailed.meta:type_name -> ttip.events.v1.EventMeta
-	37, // 12: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
+	38, // 12: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
 	0,  // 13: ttip.events.v1.TipFailed.method:type_name -> ttip.events.v1.PaymentMethod
 	2,  // 14: ttip.events.v1.TipReversed.meta:type_name -> ttip.events.v1.EventMeta
 	0,  // 15: ttip.events.v1.TipReversed.method:type_name -> ttip.events.v1.PaymentMethod
 	1,  // 16: ttip.events.v1.TipReversed.kind:type_name -> ttip.events.v1.TipReversalKind
-	37, // 17: ttip.events.v1.TipReversed.amount:type_name -> ttip.common.v1.Money
-	37, // 18: ttip.events.v1.TipReversed.fee:type_name -> ttip.common.v1.Money
-	37, // 19: ttip.events.v1.TipReversed.net:type_name -> ttip.common.v1.Money
+	38, // 17: ttip.events.v1.TipReversed.amount:type_name -> ttip.common.v1.Money
+	38, // 18: ttip.events.v1.TipReversed.fee:type_name -> ttip.common.v1.Money
+	38, // 19: ttip.events.v1.TipReversed.net:type_name -> ttip.common.v1.Money
 	2,  // 20: ttip.events.v1.PayoutSucceeded.meta:type_name -> ttip.events.v1.EventMeta
-	37, // 21: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
-	37, // 22: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
+	38, // 21: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
+	38, // 22: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
 	2,  // 23: ttip.events.v1.PayoutFailed.meta:type_name -> ttip.events.v1.EventMeta
-	37, // 24: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
+	38, // 24: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
 	2,  // 25: ttip.events.v1.PayoutNumberChanged.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 26: ttip.events.v1.FraudAlert.meta:type_name -> ttip.events.v1.EventMeta
-	37, // 27: ttip.events.v1.FraudAlert.tip_amount:type_name -> ttip.common.v1.Money
+	38, // 27: ttip.events.v1.FraudAlert.tip_amount:type_name -> ttip.common.v1.Money
 	2,  // 28: ttip.events.v1.WalletCredited.meta:type_name -> ttip.events.v1.EventMeta
-	37, // 29: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
-	37, // 30: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
+	38, // 29: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
+	38, // 30: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
 	2,  // 31: ttip.events.v1.WalletDebited.meta:type_name -> ttip.events.v1.EventMeta
-	37, // 32: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
-	37, // 33: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
+	38, // 32: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
+	38, // 33: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
 	2,  // 34: ttip.events.v1.PayoutHeld.meta:type_name -> ttip.events.v1.EventMeta
-	37, // 35: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
+	38, // 35: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
 	2,  // 36: ttip.events.v1.PayoutSettled.meta:type_name -> ttip.events.v1.EventMeta
-	37, // 37: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
+	38, // 37: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
 	2,  // 38: ttip.events.v1.PayoutReleased.meta:type_name -> ttip.events.v1.EventMeta
-	37, // 39: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
+	38, // 39: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
 	2,  // 40: ttip.events.v1.FeeScheduleCreated.meta:type_name -> ttip.events.v1.EventMeta
-	36, // 41: ttip.events.v1.FeeScheduleCreated.effective_from:type_name -> google.protobuf.Timestamp
+	37, // 41: ttip.events.v1.FeeScheduleCreated.effective_from:type_name -> google.protobuf.Timestamp
 	2,  // 42: ttip.events.v1.QrScanned.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 43: ttip.events.v1.UserRegistered.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 44: ttip.events.v1.DeviceRegistered.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 45: ttip.events.v1.UserBlockChanged.meta:type_name -> ttip.events.v1.EventMeta
-	36, // 46: ttip.events.v1.UserBlockChanged.changed_at:type_name -> google.protobuf.Timestamp
+	37, // 46: ttip.events.v1.UserBlockChanged.changed_at:type_name -> google.protobuf.Timestamp
 	2,  // 47: ttip.events.v1.SessionsEnded.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 48: ttip.events.v1.DeliveryUpdated.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 49: ttip.events.v1.VenueSplitRuleChanged.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 50: ttip.events.v1.VenueDistributionConfirmed.meta:type_name -> ttip.events.v1.EventMeta
-	36, // 51: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
-	36, // 52: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
-	37, // 53: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
+	37, // 51: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
+	37, // 52: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
+	38, // 53: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
 	2,  // 54: ttip.events.v1.VenueShareAllocated.meta:type_name -> ttip.events.v1.EventMeta
-	37, // 55: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
-	37, // 56: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
-	36, // 57: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
-	36, // 58: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
+	38, // 55: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
+	38, // 56: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
+	37, // 57: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
+	37, // 58: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
 	2,  // 59: ttip.events.v1.VenueDistributionReversed.meta:type_name -> ttip.events.v1.EventMeta
-	37, // 60: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
+	38, // 60: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
 	28, // 61: ttip.events.v1.VenueDistributionReversed.shares:type_name -> ttip.events.v1.VenueShareReversed
-	37, // 62: ttip.events.v1.VenueShareReversed.amount:type_name -> ttip.common.v1.Money
+	38, // 62: ttip.events.v1.VenueShareReversed.amount:type_name -> ttip.common.v1.Money
 	2,  // 63: ttip.events.v1.VenueMemberChanged.meta:type_name -> ttip.events.v1.EventMeta
-	36, // 64: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
-	36, // 65: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
+	37, // 64: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
+	37, // 65: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
 	2,  // 66: ttip.events.v1.VenueManagerChanged.meta:type_name -> ttip.events.v1.EventMeta
 	2,  // 67: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
-	36, // 68: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
-	36, // 69: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
-	38, // 70: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
+	37, // 68: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
+	37, // 69: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
+	39, // 70: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
 	2,  // 71: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
 	32, // 72: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
 	2,  // 73: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
 	32, // 74: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
 	2,  // 75: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
 	32, // 76: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	77, // [77:77] is the sub-list for method output_type
-	77, // [77:77] is the sub-list for method input_type
-	77, // [77:77] is the sub-list for extension type_name
-	77, // [77:77] is the sub-list for extension extendee
-	0,  // [0:77] is the sub-list for field type_name
+	2,  // 77: ttip.events.v1.VenueAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	32, // 78: ttip.events.v1.VenueAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	79, // [79:79] is the sub-list for method output_type
+	79, // [79:79] is the sub-list for method input_type
+	79, // [79:79] is the sub-list for extension type_name
+	79, // [79:79] is the sub-list for extension extendee
+	0,  // [0:79] is the sub-list for field type_name
 }
 
 func init() { file_ttip_events_v1_events_proto_init() }
@@ -3700,7 +3758,7 @@ func file_ttip_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_events_v1_events_proto_rawDesc), len(file_ttip_events_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   34,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
