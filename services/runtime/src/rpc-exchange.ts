@@ -67,7 +67,9 @@ export function answersInParts(exchange: RpcExchange): exchange is PartsExchange
  * RPC's, and a partner's signature for that RPC opened the one routed.
  */
 function hostOf(given: string | undefined): string {
-  return given !== undefined && /^(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/.test(given) ? given : "localhost";
+  if (given === undefined || !/^(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/.test(given)) return "localhost";
+  // What the pattern lets by and a URL refuses (a port past 65535, 1.2.3.999, [:::]) would throw where the URL is read.
+  return URL.canParse(`http://${given}`) ? given : "localhost";
 }
 
 type NodeReq = http.IncomingMessage | http2.Http2ServerRequest;

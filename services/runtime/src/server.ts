@@ -510,7 +510,16 @@ function nodeAdapter(
     const handler = paths.get(path);
     if (!handler) return options.fallback?.(req, res as never);
     const values = options.contextValues?.(req) ?? createContextValues();
-    const uReq = universalRequestFromNodeRequest(req, res as never, undefined, values);
+    let uReq: ReturnType<typeof universalRequestFromNodeRequest>;
+    try {
+      uReq = universalRequestFromNodeRequest(req, res as never, undefined, values);
+    } catch {
+      // connect-node makes the request's URL from its Host: one that is no host (a port past 65535, an address
+      // out of range) or none (HTTP/1.0) threw here, outside any handler, and ended the process.
+      res.writeHead(400, { "content-type": "text/plain; charset=utf-8" });
+      res.end("the Host header is missing or names no host\n");
+      return;
+    }
     handler(uReq)
       .then((uRes) => universalResponseToNodeResponse(uRes, res as never))
       .catch((reason) => {

@@ -89,6 +89,28 @@ describe("runtime server: health, reflection, metrics", () => {
     assert.match(text, /grpc_server_handled_total\{[^}]*grpc_method="Check",grpc_code="NotFound"\} [1-9]/);
     assert.match(text, /grpc_server_handling_seconds_bucket\{[^}]*grpc_method="Check"/);
   });
+
+  test("a Host that is no host (a port past 65535, a bad address) or none at all is answered 400, on every path; the server goes on", async () => {
+    /** One raw HTTP/1.x request; the status line's code, or "no answer" within 5 s. */
+    const raw = (request: string) => new Promise<string>((resolve, reject) => {
+      const socket = net.connect(server.port, "127.0.0.1", () => socket.write(request));
+      let answer = "";
+      socket.on("data", (c: Buffer) => (answer += c.toString()));
+      socket.setTimeout(5_000, () => socket.destroy());
+      socket.on("close", () => resolve(/^HTTP\/1\.[01] (\d{3})/.exec(answer)?.[1] ?? "no answer"));
+      socket.on("error", reject);
+    });
+    const check = "/grpc.health.v1.Health/Check";
+    const body = '{"service":""}';
+    // Before, each threw out of the request handler (URL parsing, or no authority) and ended the process.
+    for (const host of ["a:99999", "1.2.3.999", "xn--", "[:::]"]) {
+      assert.equal(await raw(`GET ${check}?encoding=json&message=%7B%7D HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`), "400", host);
+      assert.equal(await raw(`POST ${check} HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/grpc-web+json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`), "400", host);
+    }
+    assert.equal(await raw(`GET ${check} HTTP/1.0\r\n\r\n`), "400", "no Host");
+    const client = createClient(Health, createGrpcTransport({ baseUrl: server.url }));
+    assert.equal((await client.check({ service: "" })).status, Status.SERVING);
+  });
 });
 
 describe("graceful shutdown on SIGTERM", () => {
