@@ -84,6 +84,22 @@ export async function markUnreadableConfirmation(deps: Deps, tx: Queryable, call
   deps.ctx.logger.error({ callbackId }, "C2B confirmation that cannot be read; stored raw, support told");
 }
 
+/**
+ * A confirmation on the secret path from an address outside the callback allow-list: refused (an address is part of
+ * what proves M-Pesa sent it), but not silently. Either M-Pesa posts from an address the list lacks, and a payment it
+ * will not send again is nobody's, or the path token is known elsewhere. Support is told either way, as for one that
+ * cannot be read.
+ */
+export async function tellOffListConfirmation(deps: Deps, callbackId: string, from: string): Promise<void> {
+  paymentMetrics(deps.ctx.metrics).c2b.inc({ kind: "confirmation", result: "rejected_address" });
+  deps.ctx.logger.error({ callbackId, from }, "C2B confirmation on the right path from an address outside the allow-list refused; support told");
+  await recordAlert(deps.ctx.pool, {
+    reason: "UNKNOWN_CALLBACK", action: "flag",
+    detail: `paybill confirmation ${callbackId} came on the callback path from ${from}, outside the callback allow-list, and was refused (its raw body is kept): ` +
+      "if its TransID is on the M-Pesa statement, M-Pesa posts from an address the list lacks (add it; reverse the payment from the portal); if not, the path token is known elsewhere (register a new one)",
+  });
+}
+
 /** As typed from a phone keypad or a banking app: case, spaces and dashes do not matter. */
 export function normaliseReference(typed: string): string {
   return typed.replace(/[\s-]/g, "").toUpperCase();

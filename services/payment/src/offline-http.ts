@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { timingSafeEqual } from "node:crypto";
 import type http from "node:http";
 import { timeOrderedUuid, withTransaction, type HttpFilter } from "@ttip/runtime";
-import { applyC2bConfirmation, C2B_RESULT, markUnreadableConfirmation, parseC2bPayment, validateC2b } from "./c2b.js";
+import { applyC2bConfirmation, C2B_RESULT, markUnreadableConfirmation, parseC2bPayment, tellOffListConfirmation, validateC2b } from "./c2b.js";
 import { ACCEPTED, readBody, remoteAddress, reply, type Req, type Res } from "./callbacks.js";
 import { addressAllowed } from "./config.js";
 import { paymentMetrics } from "./metrics.js";
@@ -79,7 +79,8 @@ async function handleC2b(deps: Deps, req: Req, res: Res, token: string, kind: "v
   if (refused === "unknown_path") return reply(res, 404, { ResultCode: 1, ResultDesc: "Not found" });
   if (refused === "bad_method") return reply(res, 405, { ResultCode: 1, ResultDesc: "POST only" });
   if (refused === "rejected_address") {
-    logger.warn({ from, kind }, "C2B call from an address outside the allow-list refused");
+    if (kind === "confirmation") await tellOffListConfirmation(deps, callbackId, from);
+    else logger.warn({ from, kind }, "C2B validation from an address outside the allow-list refused");
     return reply(res, 403, { ResultCode: 1, ResultDesc: "Forbidden" });
   }
   assert(c2b);
