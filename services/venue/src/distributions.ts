@@ -219,15 +219,21 @@ export class Distributions {
       // period (left 'posting', for support). Only a bug gets here: the saved shares changed after they were posted
       // (they are immutable), or something else posted under the key. Every retry is refused alike: backed off.
       if (e.code === Code.AlreadyExists) {
-        await this.deferKeyConflict(d.distribution_id, e.rawMessage);
+        await this.deferKeyConflict(d.distribution_id, claim, e.rawMessage);
         throw new InvalidStateError(`period: the ledger holds another split under this distribution's key: ${e.rawMessage}`);
       }
       if (e.code === Code.FailedPrecondition || e.code === Code.InvalidArgument) {
-        // The ledger will never take this plan (takings changed, overlap): give the period back.
-        await withTransaction(this.pool, async (tx) => {
-          const { rowCount } = await tx.query(`UPDATE venue.distributions SET status = 'abandoned', abandon_reason = $2 WHERE distribution_id = $1 AND status = 'posting'`, [d.distribution_id, e.rawMessage.slice(0, 500)]);
+        // The ledger will never take this plan (takings changed, overlap): give the period back. Only under this
+        // finish's claim: one that lapsed meanwhile (a stalled statement) may belong to a finish the ledger took.
+        const abandoned = await withTransaction(this.pool, async (tx) => {
+          const { rowCount } = await tx.query(
+            `UPDATE venue.distributions SET status = 'abandoned', abandon_reason = $2 WHERE distribution_id = $1 AND status = 'posting' AND finishing_until = $3::timestamptz`,
+            [d.distribution_id, e.rawMessage.slice(0, 500), claim]);
           if (rowCount) await audit(tx, d.venue_id, d.confirmed_by, "distribution.abandoned", { distribution_id: d.distribution_id, reason: e.rawMessage });
+          return rowCount === 1;
         });
+        const now = abandoned ? undefined : await loadDistribution(this.pool, distributionId);
+        if (now && now.d.status !== "posting") return finished(now.d, now.shares);
         throw new InvalidStateError(`period: the ledger refused the distribution: ${e.rawMessage}`);
       }
       // Unknown outcome (timeout, wallet down): left 'posting' and let go; a retry or the background pass finishes it.
@@ -267,12 +273,12 @@ export class Distributions {
    * A plan whose key holds another split in the ledger: tried again after a wait that doubles with each refusal
    * (a minute, up to a day), so that such plans do not take every background pass's batch ahead of newer ones.
    */
-  private async deferKeyConflict(distributionId: string, reason: string): Promise<void> {
+  private async deferKeyConflict(distributionId: string, claim: string, reason: string): Promise<void> {
     const { rows: [r] } = await this.pool.query<{ key_conflicts: number; next_try_at: Date }>(
       `UPDATE venue.distributions SET key_conflicts = key_conflicts + 1, finishing_until = NULL,
          next_try_at = now() + least(interval '1 day', interval '1 minute' * power(2, least(key_conflicts, 11)))
-        WHERE distribution_id = $1 AND status = 'posting' RETURNING key_conflicts, next_try_at`,
-      [distributionId],
+        WHERE distribution_id = $1 AND status = 'posting' AND finishing_until = $2::timestamptz RETURNING key_conflicts, next_try_at`,
+      [distributionId, claim],
     );
     if (r) this.logger.error({ distributionId, refusals: r.key_conflicts, nextTryAt: r.next_try_at, reason }, "the ledger holds another split under this distribution's key; support must look");
   }

@@ -202,6 +202,27 @@ describe("distributions finished after a failure, once", () => {
     assert.match(waited.message, /the ledger refused the distribution: .*the pool owes KES 50/);
   });
 
+  test("a refusal whose finish's claim lapsed (its statement stalled a minute) does not abandon the plan: another finish holds it now, and the ledger may have taken it", async () => {
+    const { v, p } = await readyVenue();
+    await assert.rejects(withoutWallet().confirm({ venueId: v.venueId, name: "Resume Bar", currency: "KES", active: true }, p, { subject: "manager-1" }));
+    const { rows: [d] } = await h.t.db.pool.query("SELECT distribution_id FROM venue.distributions WHERE venue_id = $1", [v.venueId]);
+    const live = h.t.ctx.peers("wallet");
+    const wallet: Transport = {
+      unary: async (method, ...rest) => {
+        if (method.name !== "PostPoolDistribution") return live.unary(method, ...rest);
+        // While this finish waited, its claim lapsed and another finish claimed the plan.
+        await h.t.db.pool.query("UPDATE venue.distributions SET finishing_until = now() + interval '50 seconds' WHERE distribution_id = $1", [d.distribution_id]);
+        throw new ConnectError("the pool owes KES 50", Code.FailedPrecondition);
+      },
+      stream: live.stream,
+    };
+    const distributions = new Distributions({ ...h.t.ctx, peers: (name: string) => (name === "wallet" ? wallet : h.t.ctx.peers(name)) });
+    await assert.rejects(distributions.finish(d.distribution_id, "Resume Bar"), (e: ConnectError) => e.code === Code.FailedPrecondition && /the pool owes KES 50/.test(e.message));
+    const { rows: [after] } = await h.t.db.pool.query("SELECT status FROM venue.distributions WHERE distribution_id = $1", [d.distribution_id]);
+    // Before, 'abandoned': had the other finish's post been taken, the workers were paid and the period stuck for good.
+    assert.equal(after.status, "posting", "left to the finish that holds it");
+  });
+
   test("a reversal whose answer was lost, asked again in other words: the ledger's reversal is recorded, not refused as another request", async () => {
     const { v, a, p } = await readyVenue();
     const { distribution: d } = await v.api.confirmDistribution({ venueId: v.venueId, period: period(p.start, p.end) });
