@@ -113,6 +113,11 @@ export async function postPoolDistribution(tx: Queryable, input: PoolDistributio
   const prior = await loadEntryByKey(tx, input.idempotencyKey);
   if (prior) {
     if (!(await isSameSplit(tx, prior, input, splitLines(pool.account_id, wallets, input)))) throw new IdempotencyConflictError(input.idempotencyKey, "pool distribution");
+    // Reversed since (an admin's ReverseEntry while the venue's answer was lost): its money is back in the pool and
+    // the period free. Answered as posted, the venue recorded shares no one has and kept the period from a new split.
+    if (prior.reversedByEntryId) {
+      throw new InvalidStateError(`idempotency_key: the split posted under it (entry ${prior.entryId}) was reversed by entry ${prior.reversedByEntryId}; its money is back in the pool: split the period again`);
+    }
     return { entry: prior, created: false };
   }
   if (input.end.getTime() > now.getTime()) {

@@ -392,7 +392,7 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.equal(both.collected!.amountMinor, 500n);
   });
 
-  test("a pool split reversed by an admin's ReverseEntry frees its period: the period is split again", async () => {
+  test("a pool split reversed by an admin's ReverseEntry frees its period: asked again under its key it is refused, not replayed; the period is split again", async () => {
     const { venueId, start } = await poolWithTip();
     const end = await periodEnd();
     const workers = [randomUUID(), randomUUID()];
@@ -403,6 +403,14 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     const after = await takings();
     assert.equal(after.overlappingDistributionId, "", "the reversed split no longer claims the period");
     assert.equal(after.collected!.amountMinor, 2_000n);
+    // The first split asked again under its key (the venue's answer was lost): refused, not answered as posted.
+    const first = (await admin.getJournalEntry({ entryId: entry!.entryId })).entry!;
+    const retry = await failure(internal.postPoolDistribution({
+      venueId, currency: "KES", start: timestampFromDate(start), end: timestampFromDate(end), distributionId: first.cause!.cause.value as string,
+      idempotencyKey: first.idempotencyKey, shares: workers.map((workerId) => ({ workerId, amount: kesMinor(1_000n), memo: "share" })),
+    }));
+    assert.equal(Code[retry.code], "FailedPrecondition");
+    assert.match(retry.rawMessage, /idempotency_key: the split posted under it .* was reversed/);
     const again = await splitPool(venueId, start, end, workers);
     assert.equal(again.created, true);
   });
