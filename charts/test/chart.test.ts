@@ -283,6 +283,12 @@ describe("helm chart", () => {
     assert.deepEqual(components(policy("notification").ingress[0].from), ["analytics", "auth", "gateway", "payment", "venue"]);
     assert.deepEqual(components(policy("payment").egress[1].to), ["auth", "notification", "qr", "wallet"]);
     assert.equal(components(policy("wallet").egress.flatMap((e: any) => e.to ?? [])).length, 0, "wallet calls nobody");
+    // The webhooks share payment's RPC port: with only the ingress controller named, it is all they let in.
+    const fenced = await render("networkPolicy.ingressFrom[0].namespaceSelector.matchLabels.ingress=yes");
+    const webhooks = fenced.find((d) => d.kind === "NetworkPolicy" && d.metadata.name === "t-ttip-payment")!.spec.ingress[1];
+    // Before, no `from`: any pod of the cluster called payment's RPCs past the gateway.
+    assert.deepEqual(webhooks.from, [{ namespaceSelector: { matchLabels: { ingress: "yes" } } }]);
+    assert.ok(fenced.filter((d) => d.kind === "NetworkPolicy").every((d) => d.spec.ingress?.every((r: any) => r.from?.length) ?? true), "no rule open to every pod");
     for (const c of COMPONENTS) {
       const scrape = policy(c).ingress.find((r: any) => r.from?.some((p: any) => p.namespaceSelector?.matchLabels?.["kubernetes.io/metadata.name"] === "monitoring"));
       assert.ok(scrape, `${c}: Prometheus may scrape it`);
