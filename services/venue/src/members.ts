@@ -7,11 +7,11 @@ import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js
 import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { AlreadyExistsError, type Clock, clockOf, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, lockForTransaction, type Logger, NotFoundError, optionalTimestamp, type Pool, type Principal, type Queryable, requireKenyanMobile, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { AlreadyExistsError, type Clock, clockOf, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, lockForTransaction, type Logger, NotFoundError, optionalTimestamp, PermissionDeniedError, type Pool, type Principal, type Queryable, requireKenyanMobile, type ServiceContext, withTransaction } from "@ttip/runtime";
 import type { Access, VenueCaller, VenueInfo } from "./access.js";
 import { hashToken, type InvitationBudgets, type InvitationLink, linkExpired, newLink, requireLinkLive, resendMakesLink, textLink } from "./invitation-link.js";
 import { type Managers, personAtVenueLock, unavailable } from "./managers.js";
-import { audit, currentMemberOf, ensureDefaultRoles, memberById, type MemberRow } from "./store.js";
+import { audit, currentMemberOf, ensureDefaultRoles, memberById, type MemberRow, OWN_MEMBERSHIP } from "./store.js";
 
 async function memberEvent(tx: Queryable, m: MemberRow, change: "invited" | "joined" | "updated" | "left") {
   await emitEvent(tx, "venue", VenueMemberChangedSchema, {
@@ -217,6 +217,7 @@ export class Members {
     return withTransaction(this.pool, async (tx) => {
       const m = await memberById(tx, venueId, memberId, true);
       if (!m) throw new NotFoundError(`member_id: no member ${memberId} at this venue`);
+      if (m.worker_id === caller.subject) throw new PermissionDeniedError(`member_id: ${OWN_MEMBERSHIP}`);
       if (roleId) await requireRole(tx, venueId, roleId, "role_id");
       const { rows } = await tx.query<MemberRow>(
         `UPDATE venue.members SET role_id = COALESCE(NULLIF($2, ''), role_id), display_name = COALESCE(NULLIF($3, ''), display_name) WHERE member_id = $1 RETURNING *`,

@@ -5,7 +5,7 @@ import { VenueShiftRecordedSchema } from "@ttip/proto/ttip/events/v1/events_pb.j
 import { ShiftSource } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, lockForTransaction, NAIROBI_OFFSET_MS, NotFoundError, optionalTimestamp, parseKenyanMobile, PermissionDeniedError, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
 import { parseCsv } from "./csv.js";
-import { audit, currentMemberOf, distributeLock, type MemberRow, paidSplitOver, type ShiftRow, type VenueActor } from "./store.js";
+import { audit, currentMemberOf, distributeLock, type MemberRow, OWN_MEMBERSHIP, paidSplitOver, type ShiftRow, type VenueActor } from "./store.js";
 
 const DAY_MS = 24 * 3600_000;
 /** Rows one import may carry: a month of a large venue's shifts. */
@@ -119,6 +119,7 @@ export async function recordShift(pool: Pool, venueId: string, actor: VenueActor
   return withTransaction(pool, async (tx) => {
     const { rows: ms } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE venue_id = $1 AND member_id = $2`, [venueId, memberId]);
     if (!ms[0]) throw new NotFoundError(`member_id: no member ${memberId} at this venue`);
+    if (ms[0].worker_id === actor.subject) throw new PermissionDeniedError(`member_id: ${OWN_MEMBERSHIP}`);
     await lockForTransaction(tx, distributeLock(venueId), "shared");
     await lockForTransaction(tx, `venue.shifts.${memberId}`);
     // Under the member's lock: a retry racing its first attempt waits for it and finds its shift (before, it was
@@ -214,6 +215,10 @@ export async function importShifts(pool: Pool, venueId: string, actor: VenueActo
       }
       if (!m) {
         reject(`member: "${who}" is neither a member id nor the phone number of anyone on the staff`);
+        continue;
+      }
+      if (m.worker_id === actor.subject) {
+        reject(`member: "${who}" ${OWN_MEMBERSHIP}`);
         continue;
       }
       const start = parseTime(r.fields[si] ?? "");

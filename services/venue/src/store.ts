@@ -157,6 +157,19 @@ export async function venueMemberIds(db: Queryable, venueId: string, memberIds: 
   return new Set(rows.map((r) => r.member_id));
 }
 
+/** The caller's own memberships at the venue (a manager's from their days on the staff), by id. */
+export async function ownMemberIds(db: Queryable, venueId: string, workerId: string): Promise<Set<string>> {
+  const { rows } = await db.query<{ member_id: string }>(`SELECT member_id FROM venue.members WHERE venue_id = $1 AND worker_id::text = $2`, [venueId, workerId]);
+  return new Set(rows.map((r) => r.member_id));
+}
+
+/**
+ * A manager's own membership (from before they managed the venue: a waiter promoted) is paid by the splits of the
+ * periods they worked. Its hours, its role and its fixed share are set by another manager or an admin, never by
+ * them: else they set their own pay.
+ */
+export const OWN_MEMBERSHIP = "is your own membership (from your days on the staff): its hours, role and share, which set your pay, are set by another manager of the venue or an admin";
+
 export interface ShiftRow {
   shift_id: string;
   venue_id: string;

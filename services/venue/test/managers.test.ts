@@ -6,11 +6,12 @@ import { Code, ConnectError, type Client, createClient } from "@connectrpc/conne
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { VenueManagerChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { OwnerKind, QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { callerHeaders, type Role } from "@ttip/runtime";
 import { testPhone } from "@ttip/runtime/testing";
-import { eventually, startHarness, type Harness } from "./setup.js";
+import { eventually, startHarness, ts, type Harness } from "./setup.js";
 
 const rejects = (code: Code, message: RegExp) => (e: ConnectError) => {
   assert.equal(Code[e.code], Code[code], e.message);
@@ -225,6 +226,31 @@ describe("a venue's co-managers", () => {
     assert.ok(!rows.some((r) => r.detail.includes(invite.phone.slice(1))), "no phone number in the console's log");
     const { rows: trail } = await h.t.db.pool.query("SELECT actor, action FROM venue.audit_records WHERE venue_id = $1 AND action = 'role.changed' ORDER BY sequence", [v.venueId]);
     assert.deepEqual(trail.map((r) => r.actor), [adminId, v.managerId], "both in the venue's own trail");
+  });
+
+  test("a waiter promoted to manager sets nothing of their own old membership (hours, role, fixed share): another manager does", async () => {
+    const v = await h.newVenue("Pilipili Beach");
+    const wanjiru = await account();
+    const dayAgo = new Date(Date.now() - 86_400_000);
+    const old = await h.join(v, "Wanjiru", undefined, dayAgo, wanjiru.userId);
+    await v.api.removeMember({ venueId: v.venueId, memberId: old.memberId, reason: "promoted" });
+    await wanjiru.api.acceptManagerInvitation({ token: (await inviteManager(v, wanjiru.phone, "Wanjiru")).token });
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    const shift = (memberId: string) => ({ venueId: v.venueId, memberId, startedAt: ts(new Date(hourAgo.getTime() - 7_200_000)), endedAt: ts(hourAgo), idempotencyKey: randomUUID() });
+    const own = rejects(Code.PermissionDenied, /your own membership/);
+    // Before, each went through: she set her own pay for the period she worked, then confirmed its split.
+    await assert.rejects(wanjiru.api.recordShift(shift(old.memberId)), own);
+    await assert.rejects(wanjiru.api.updateMember({ venueId: v.venueId, memberId: old.memberId, roleId: "bar" }), own);
+    const other = await h.join(v, "Baraka", undefined, dayAgo);
+    await assert.rejects(wanjiru.api.setSplitRule({ venueId: v.venueId, method: SplitMethod.FIXED_PERCENTAGES, idempotencyKey: randomUUID(),
+      fixedShares: [{ memberId: old.memberId, basisPoints: 9_999 }, { memberId: other.memberId, basisPoints: 1 }] }), own);
+    const csv = new TextEncoder().encode(`member,start,end\n${old.memberId},2026-11-24 08:00,2026-11-24 12:00\n`);
+    const imported = await wanjiru.api.importShifts({ venueId: v.venueId, csv, dryRun: true });
+    assert.equal(imported.imported, 0);
+    assert.match(imported.rejected[0]?.reason ?? "", /your own membership/);
+    // The other manager records her hours.
+    assert.ok((await v.api.recordShift(shift(old.memberId))).shift);
+    assert.ok((await wanjiru.api.recordShift(shift(other.memberId))).shift, "and she records others'");
   });
 
   test("qr's staff list follows the venue's, whoever sent the invitation: an admin's invitee may get a code there, and a worker taken off by another manager loses theirs", async () => {

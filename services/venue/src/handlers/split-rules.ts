@@ -3,8 +3,8 @@ import { type ServiceImpl } from "@connectrpc/connect";
 import { VenueSplitRuleChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { emitEvent, fieldError, IdempotencyConflictError, isUuid, NotFoundError, UnimplementedError, withTransaction } from "@ttip/runtime";
-import { audit, insertRule, lockRules, ruleByIdempotencyKey, ruleInForce, ruleSummary, ruleVersions, toRule, venueMemberIds } from "../store.js";
+import { emitEvent, fieldError, IdempotencyConflictError, isUuid, NotFoundError, PermissionDeniedError, UnimplementedError, withTransaction } from "@ttip/runtime";
+import { audit, insertRule, lockRules, OWN_MEMBERSHIP, ownMemberIds, ruleByIdempotencyKey, ruleInForce, ruleSummary, ruleVersions, toRule, venueMemberIds } from "../store.js";
 import type { VenueHandlerContext } from "./context.js";
 
 /** Split rules: immutable versions, the one in force, and their history. */
@@ -49,6 +49,9 @@ function setSplitRuleHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueSe
         const known = await venueMemberIds(tx, req.venueId, fixed.map((f) => f.member_id));
         const i = fixed.findIndex((f) => !known.has(f.member_id));
         if (i >= 0) throw fieldError(`fixed_shares[${i}].member_id`, `no member ${fixed[i].member_id} at this venue`);
+        const own = await ownMemberIds(tx, req.venueId, caller.subject);
+        const mine = fixed.findIndex((f) => own.has(f.member_id));
+        if (mine >= 0) throw new PermissionDeniedError(`fixed_shares[${mine}].member_id: ${OWN_MEMBERSHIP}`);
       }
       const r = await insertRule(tx, {
         venueId: req.venueId, method: req.method, includeManagers: req.includeManagers, fixedShares: fixed, note: req.note,
