@@ -148,7 +148,8 @@ function twilioSigned(o: WebhookOptions, req: Req, params: Record<string, string
 }
 
 async function inbound(o: WebhookOptions, provider: string, from: string, text: string) {
-  const word = text.trim().split(/\s+/)[0]?.toUpperCase() ?? "";
+  // "Stop.", "STOP!" and "Acha," are the word too: Africa's Talking keeps no opt-out list of its own.
+  const word = text.trim().split(/\s+/)[0]?.replace(/^[^\p{L}\p{N}]+|[^\p{L}\p{N}]+$/gu, "").toUpperCase() ?? "";
   const phone = normalisePhone(from);
   if (STOP_WORDS.has(word)) {
     await o.pool.query(
