@@ -70,10 +70,25 @@ describe("a venue's co-managers (chromium)", () => {
     await other.getByRole("button", { name: "Manage Tamarind Mombasa" }).click();
     await see(other, other.getByRole("alert").filter({ hasText: "sent to another number" }));
     // It offers to end that session and sign in with the invited number, the invitation kept as where to go next.
-    const otherSession = JSON.parse((await other.evaluate(() => window.localStorage.getItem("ttip_session")))!) as { refreshToken: string };
+    const otherSession = JSON.parse((await other.evaluate(() => window.localStorage.getItem("ttip_session")))!) as { refreshToken: string; userId: string };
+    /** The device keys this browser keeps (IndexedDB, as the app keeps them): `put` one for the user first. */
+    const deviceKeys = (put?: string) => other.evaluate((userId) => new Promise<string[]>((resolve, reject) => {
+      const open = indexedDB.open("ttip-device", 1);
+      open.onupgradeneeded = () => open.result.createObjectStore("keys");
+      open.onerror = () => reject(open.error);
+      open.onsuccess = () => {
+        const store = open.result.transaction("keys", "readwrite").objectStore("keys");
+        if (userId) store.put({ deviceId: "approves-payouts" }, userId);
+        const all = store.getAllKeys();
+        all.onsuccess = () => (resolve(all.result.map(String)), open.result.close());
+      };
+    }), put ?? "");
+    assert.deepEqual(await deviceKeys(otherSession.userId), [otherSession.userId]);
     await other.getByRole("button", { name: "Sign out, and sign in with the invited number" }).click();
     await other.waitForURL(/\/w\/signin\?as=manager&next=%2Fjoin%2Fmanage%2F/);
     assert.equal(await other.evaluate(() => window.localStorage.getItem("ttip_session")), null, "the other number's session is gone from the browser");
+    // Before, kept: whoever signed in here next as that worker withdrew with it, no PIN asked for a new key.
+    assert.deepEqual(await deviceKeys(), [], "and the key that approves their withdrawals");
     await assert.rejects(h.api(AuthService).refreshSession({ refreshToken: otherSession.refreshToken }), "and ended at auth");
 
     // The invited worker accepts and opens the venue: the refreshed session carries the manager's role.

@@ -6,6 +6,7 @@ import { useParams, useRouter } from "next/navigation";
 import { useState } from "react";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { forgetDeviceKey } from "../../../../lib/device-key";
 import { clearSession, loadSession } from "../../../../lib/session";
 import { useWrite } from "../../../../lib/use-write";
 import { linkExpiredSentence } from "../../link-expired";
@@ -68,7 +69,11 @@ export default function ManageInvitation() {
       {error ? <p className="error" role="alert">{error}</p> : null}
       {otherNumber ? (
         <button type="button" className="secondary" onClick={async () => {
+          // This browser's device key approves the worker's withdrawals: kept, whoever signed in here next as them
+          // would use it (as Home's sign-out forgets it).
+          const userId = loadSession()?.userId;
           await logout.mutateAsync({}).catch(() => undefined);
+          if (userId) await forgetDeviceKey(userId).catch(() => undefined);
           clearSession();
           router.push(signIn);
         }}>{t("manageOtherNumber")}</button>
