@@ -61,6 +61,12 @@ describe("the customer's tip page (chromium at phone size)", () => {
     const tipId = /\/tips\/([0-9a-f-]{36})/.exec(page.url())![1];
     assert.equal((await fetch(`${h.url}/t/${other.shortCode}/tips/${tipId}`)).status, 404);
     assert.equal((await fetch(`${h.url}/t/${code.shortCode}/tips/${tipId}`)).status, 200);
+    // No other site frames these pages (a framed withdrawal or split would take the worker's clicks).
+    for (const path of [`/t/${code.shortCode}`, "/w/withdraw", "/w/signin"]) {
+      const headers = (await fetch(`${h.url}${path}`, { redirect: "manual" })).headers;
+      assert.equal(headers.get("x-frame-options"), "DENY", path);
+      assert.match(headers.get("content-security-policy") ?? "", /frame-ancestors 'none'/, path);
+    }
     // A path that is no code (bad percent-encoding) is a bad request, where the middleware threw: a server error (500).
     assert.equal((await fetch(`${h.url}/t/%E0%A4%A`)).status, 400);
 
