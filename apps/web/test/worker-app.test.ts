@@ -21,6 +21,18 @@ describe("the worker's web app (chromium at phone size)", () => {
   afterEach(() => h.closePages());
   after(() => h.stop());
 
+  test("Home whose tips and earnings reads fail says so: never \"No tips yet\" to a worker who may have tips, nor \"…\" for ever", async () => {
+    const page = await h.signedInPhone(await h.worker("Chebet"));
+    const down = (rpc: string) => page.route(`**/${rpc}`, (route) => route.fulfill({ status: 503, contentType: "application/json", body: JSON.stringify({ code: "unavailable", message: "payment is restarting" }) }));
+    await down("ttip.payment.v1.PaymentService/ListTips");
+    await down("ttip.analytics.v1.AnalyticsService/GetWorkerEarnings");
+    await page.goto(`${h.url}/w`);
+    const latest = page.getByTestId("latest-tips");
+    await latest.getByRole("alert").filter({ hasText: "We cannot reach TTIP right now" }).waitFor();
+    assert.equal(await latest.getByText("No tips yet").count(), 0);
+    await page.getByTestId("periods").filter({ hasText: "Today: — · This week: —" }).waitFor();
+  });
+
   test("more than the balance is refused at once, naming it: no device key made, no challenge signed, nothing sent", async () => {
     const worker = await h.worker("Mwangi");
     const page = await h.signedInPhone(worker);

@@ -42,6 +42,8 @@ export default function Home() {
   const b = balance.data?.balances[0];
   const list = tips.data?.tips ?? [];
   const e = earnings.data?.earnings;
+  // Earnings not known: "…" while they load, "—" when their read failed (not "loading" for ever).
+  const notRead = earnings.error ? "—" : "…";
   return (
     <>
       <WorkerNav />
@@ -52,7 +54,7 @@ export default function Home() {
         <div className="muted">{t("held")}: {formatAmount(b?.held, WALLET_CURRENCY)}</div>
         <div data-testid="periods">
           {/* What reached the worker, as the balance: never the snapshot's volume (what customers tipped), even while loading. */}
-          {t("today")}: {e ? formatAmount(e.today?.net, WALLET_CURRENCY) : "…"} · {t("thisWeek")}: {e ? formatAmount(e.thisWeek?.net, WALLET_CURRENCY) : "…"}
+          {t("today")}: {e ? formatAmount(e.today?.net, WALLET_CURRENCY) : notRead} · {t("thisWeek")}: {e ? formatAmount(e.thisWeek?.net, WALLET_CURRENCY) : notRead}
         </div>
         {figures.length ? (
           <div data-testid="tipped-today">
@@ -71,7 +73,8 @@ export default function Home() {
             </Link>
           </li>
         ))}
-        {list.length === 0 && !tips.isLoading ? <li>{t("noTips")}</li> : null}
+        {/* A failed read is said, never "no tips yet" to a worker who has them. */}
+        {tips.error ? <li className="error" role="alert">{err(tips.error)}</li> : list.length === 0 && !tips.isLoading ? <li>{t("noTips")}</li> : null}
       </ul>
       {e ? <EarningsCharts earnings={e} range={range} /> : null}
       <button
