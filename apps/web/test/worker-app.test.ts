@@ -33,6 +33,23 @@ describe("the worker's web app (chromium at phone size)", () => {
     await page.getByTestId("periods").filter({ hasText: "Today: — · This week: —" }).waitFor();
   });
 
+  test("the live figures' stream refused for its token (it ended after its hour, the token expired meanwhile) refreshes the session itself and goes live again", async () => {
+    const page = await h.signedInPhone(await h.worker("Kiprop"));
+    const watches: string[] = [];
+    let refreshes = 0;
+    page.on("request", (r) => /AuthService\/RefreshSession$/.test(r.url()) && refreshes++);
+    await page.route("**/ttip.analytics.v1.AnalyticsService/WatchDashboard", async (route) => {
+      watches.push(route.request().headers().authorization ?? "");
+      if (watches.length > 1) return route.continue();
+      await route.fulfill({ status: 401, contentType: "application/json", body: JSON.stringify({ code: "unauthenticated", message: "the access token has expired" }) });
+    });
+    await page.goto(`${h.url}/w`);
+    await page.getByTestId("live-state").filter({ hasText: "Live: new tips appear here" }).waitFor({ timeout: 20_000 });
+    // Before, retried every 3 s with the refused token: Home's unary reads refreshed it, a venue's dashboard had none.
+    assert.equal(refreshes, 1, "the stream's refusal refreshed the session");
+    assert.notEqual(watches[1], watches[0], "and the stream came back under the new token");
+  });
+
   test("more than the balance is refused at once, naming it: no device key made, no challenge signed, nothing sent", async () => {
     const worker = await h.worker("Mwangi");
     const page = await h.signedInPhone(worker);

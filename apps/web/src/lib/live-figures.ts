@@ -1,10 +1,12 @@
 "use client";
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { useTransport } from "@connectrpc/connect-query";
 import { useEffect, useRef, useState } from "react";
 import type { DashboardSnapshot } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { CARD_CURRENCIES } from "@ttip/payment/card-currencies";
+import { refreshSession } from "../app/w/providers";
+import { loadSession } from "./session";
 
 /** Today's live figures in one currency, as analytics' WatchDashboard sends them. */
 export interface LiveFigure {
@@ -41,6 +43,7 @@ export function useLiveFigures(venueId: string, onSnapshot?: () => Promise<unkno
     const client = createClient(AnalyticsService, transport);
     const watch = async () => {
       while (!stop.signal.aborted) {
+        const token = loadSession()?.accessToken;
         try {
           for await (const { snapshot, snapshots } of client.watchDashboard({ venueId, allCurrencies: true }, { signal: stop.signal })) {
             // A server from before all_currencies sends KES's snapshot alone.
@@ -48,8 +51,10 @@ export function useLiveFigures(venueId: string, onSnapshot?: () => Promise<unkno
             setState((s) => ({ byCurrency, live: true, snapshots: s.snapshots + 1 }));
             await notify.current?.();
           }
-        } catch {
-          // Dropped or refused (an expired token is refreshed by the next unary call): retry shortly.
+        } catch (err) {
+          // Refused for its token: refreshed here. The transport refreshes only unary calls, and a screen without
+          // them (a venue's dashboard on the bar's screen) was refused every 3 s for ever, its figures frozen.
+          if (token && ConnectError.from(err).code === Code.Unauthenticated) await refreshSession(token).catch(() => false);
         }
         if (stop.signal.aborted) break;
         setState((s) => ({ ...s, live: false }));
