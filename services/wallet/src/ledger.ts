@@ -590,20 +590,25 @@ async function refuseReversingAPaidPayout(db: Queryable, entryId: string): Promi
   if (rows[0]) throw new InvalidStateError(`entry_id: ${entryId} settled payout ${rows[0].payout_id}, which M-Pesa paid; it is not reversed in the ledger`);
 }
 
-/** The causes payment posts a tip's money under: its credit first, then that tip's aftercare under the same cause. */
+/** The causes payment posts a tip's money under: its credit, then that tip's aftercare under the same cause. */
 const TIP_CAUSES: ReadonlySet<string> = new Set(["tipAttemptId", "mpesaReceipt", "stripePaymentId"]);
+const CLEARING_KINDS = [AccountKind.MPESA_CLEARING, AccountKind.STRIPE_CLEARING, AccountKind.PAYPAL_CLEARING];
+const RECIPIENT_KINDS = [AccountKind.WORKER_WALLET, AccountKind.VENUE_POOL];
 
 /**
- * A tip's entry after its credit: a card refund or lost dispute taking the tip back (the payer has the money), a
- * dispute's amount set aside or given back, a review's release from suspense, a paybill refund from suspense. Its
- * mirror paid the recipient again, or emptied suspense of what a dispute still needs. Payment undoes its own by the
- * tip's flow; only the credit (the cause's first entry) is an admin's to reverse.
+ * A tip's entry that gives money back to the payer (it credits a provider's clearing: a card refund, a lost
+ * dispute, a paybill refund from suspense) or takes it from the recipient (it debits a wallet or a pool: a dispute's
+ * set-aside). Its mirror paid the recipient again for money the payer had back, or handed back what a dispute
+ * holds. Payment undoes its own by the tip's flow. The tip's credits (to the recipient, to suspense, from suspense
+ * on approval or a paybill match) stay an admin's to reverse.
  */
-async function refuseReversingATipsAftercare(db: Queryable, entryId: string, cause: { case: string; value: string }): Promise<void> {
-  const { rows: [first] } = await db.query<{ entry_id: string }>(
-    "SELECT entry_id FROM wallet.entries WHERE cause_kind = $1 AND cause_ref = $2 ORDER BY posted_at, entry_id LIMIT 1", [cause.case, cause.value]);
-  if (first && first.entry_id !== entryId) {
-    throw new InvalidStateError(`entry_id: ${entryId} is payment's later step on the tip ${cause.case} ${cause.value} (a refund, a dispute, a release from suspense), not its credit; payment undoes it by the tip's own flow, not the ledger`);
+async function refuseReversingATipsTakeBack(db: Queryable, entryId: string, cause: { case: string; value: string }): Promise<void> {
+  const { rows: [r] } = await db.query<{ takes_back: boolean | null }>(
+    `SELECT bool_or((a.kind = ANY($2::smallint[]) AND p.amount_minor > 0) OR (a.kind = ANY($3::smallint[]) AND p.amount_minor < 0)) AS takes_back
+       FROM wallet.postings p JOIN wallet.accounts a USING (account_id) WHERE p.entry_id = $1`,
+    [entryId, CLEARING_KINDS, RECIPIENT_KINDS]);
+  if (r?.takes_back) {
+    throw new InvalidStateError(`entry_id: ${entryId} took the tip ${cause.case} ${cause.value} back from its recipient or gave it back to the payer (a refund, a dispute); payment undoes it by the tip's own flow, not the ledger`);
   }
 }
 
@@ -615,7 +620,7 @@ export async function reverseEntry(tx: Queryable, entryId: string, idempotencyKe
   if (original.cause?.cause.case === "reversedEntryId") await refuseReversingATakeBack(tx, entryId);
   if (original.cause?.cause.case === "payoutId") await refuseReversingAPaidPayout(tx, entryId);
   const cause = original.cause?.cause;
-  if (cause?.case && TIP_CAUSES.has(cause.case)) await refuseReversingATipsAftercare(tx, entryId, cause as { case: string; value: string });
+  if (cause?.case && TIP_CAUSES.has(cause.case)) await refuseReversingATipsTakeBack(tx, entryId, cause as { case: string; value: string });
   await lockForTransaction(tx, `wallet.reverse.${entryId}`);
   const existing = await tx.query<{ entry_id: string; idempotency_key: string }>(
     `SELECT entry_id, idempotency_key FROM wallet.entries WHERE reverses_entry_id = $1`,

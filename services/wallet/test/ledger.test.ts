@@ -673,7 +673,7 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     const refusals = [
       [settled!, /settled payout .* which M-Pesa paid/],
       [takeBack!, /took a tip's credit back for its refund/],
-      [cardRefund!, /later step on the tip stripePaymentId .* not its credit/],
+      [cardRefund!, /took the tip stripePaymentId .* back from its recipient or gave it back to the payer/],
     ] as const;
     for (const [entry, why] of refusals) {
       const refused = await failure(admin.reverseEntry({ entryId: entry.entryId, idempotencyKey: `rev-${entry.entryId}`, reason: "mistake" }));
@@ -681,11 +681,19 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
       assert.match(refused.rawMessage, why);
     }
     assert.equal((await balanceOf(w.accountId)).ledger!.amountMinor, before, "nothing given back");
-    // A card tip's credit, its cause's first entry, is still an admin's to reverse.
+    // A tip's credits stay an admin's to reverse: a card tip's, and a held tip's release from suspense (its cause's
+    // second entry, after the parking).
     const other = causeOf("stripePaymentId", `pi_${randomUUID()}`);
     const { entry: credited } = await internal.postEntry({ idempotencyKey: `card:${randomUUID()}`, cause: other, postings: cardLeg(10_000n), description: "Card tip" });
     await admin.reverseEntry({ entryId: credited!.entryId, idempotencyKey: `rev-${credited!.entryId}`, reason: "credited to the wrong worker" });
-    assert.equal((await balanceOf(w.accountId)).ledger!.amountMinor, before, "the credit undone");
+    const suspense = (await internal.ensureAccount({ kind: AccountKind.SUSPENSE, ownerKind: OwnerKind.PLATFORM, currency: "KES" })).account!.accountId;
+    const held = causeOf("mpesaReceipt", `RKT${randomUUID().slice(0, 7).toUpperCase()}`);
+    await internal.postEntry({ idempotencyKey: `held:${randomUUID()}`, cause: held, description: "Tip held for review",
+      postings: [{ accountId: clearing, amount: kesMinor(-20_000n) }, { accountId: suspense, amount: kesMinor(20_000n) }] });
+    const { entry: released } = await internal.postEntry({ idempotencyKey: `approved:${randomUUID()}`, cause: held, description: "Tip approved",
+      postings: [{ accountId: suspense, amount: kesMinor(-20_000n) }, { accountId: w.accountId, amount: kesMinor(20_000n) }] });
+    await admin.reverseEntry({ entryId: released!.entryId, idempotencyKey: `rev-${released!.entryId}`, reason: "approved for the wrong worker" });
+    assert.equal((await balanceOf(w.accountId)).ledger!.amountMinor, before, "the credits undone");
   });
 
   test("entries are listed by their idempotency keys, oldest first, read whole; a key with nothing posted is left out", async () => {
