@@ -228,7 +228,7 @@ describe("a venue's co-managers", () => {
     assert.deepEqual(trail.map((r) => r.actor), [adminId, v.managerId], "both in the venue's own trail");
   });
 
-  test("a waiter promoted to manager sets nothing of their own old membership (hours, role, fixed share): another manager does", async () => {
+  test("a waiter promoted to manager sets nothing of their own old membership (hours, role, its role's points, fixed share): another manager does", async () => {
     const v = await h.newVenue("Pilipili Beach");
     const wanjiru = await account();
     const dayAgo = new Date(Date.now() - 86_400_000);
@@ -241,6 +241,7 @@ describe("a venue's co-managers", () => {
     // Before, each went through: she set her own pay for the period she worked, then confirmed its split.
     await assert.rejects(wanjiru.api.recordShift(shift(old.memberId)), own);
     await assert.rejects(wanjiru.api.updateMember({ venueId: v.venueId, memberId: old.memberId, roleId: "bar" }), own);
+    await assert.rejects(wanjiru.api.putRole({ venueId: v.venueId, roleId: "front_of_house", name: "Front of house", points: 1000 }), rejects(Code.PermissionDenied, /role of your own membership/));
     const other = await h.join(v, "Baraka", undefined, dayAgo);
     await assert.rejects(wanjiru.api.setSplitRule({ venueId: v.venueId, method: SplitMethod.FIXED_PERCENTAGES, idempotencyKey: randomUUID(),
       fixedShares: [{ memberId: old.memberId, basisPoints: 9_999 }, { memberId: other.memberId, basisPoints: 1 }] }), own);
