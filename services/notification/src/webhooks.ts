@@ -148,10 +148,11 @@ function twilioSigned(o: WebhookOptions, req: Req, params: Record<string, string
 }
 
 async function inbound(o: WebhookOptions, provider: string, from: string, text: string) {
-  // "Stop.", "STOP!" and "Acha," are the word too: Africa's Talking keeps no opt-out list of its own.
-  const word = text.trim().split(/\s+/)[0]?.replace(/^[^\p{L}\p{N}]+|[^\p{L}\p{N}]+$/gu, "").toUpperCase() ?? "";
+  const word = text.trim().split(/\s+/)[0]?.toUpperCase() ?? "";
   const phone = normalisePhone(from);
-  if (STOP_WORDS.has(word)) {
+  // "Stop." and "Acha," stop too (Africa's Talking keeps no opt-out list of its own); a start is the bare word
+  // alone: "Yes, thanks." to a sign-in code is no opt-in.
+  if (STOP_WORDS.has(word.replace(/^[^\p{L}\p{N}]+|[^\p{L}\p{N}]+$/gu, ""))) {
     await o.pool.query(
       "INSERT INTO notification.sms_opt_outs (phone, provider) VALUES ($1, $2) ON CONFLICT (phone) DO NOTHING",
       [phone, provider],

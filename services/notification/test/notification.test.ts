@@ -950,7 +950,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal((await delivery(mail.deliveryIds[0])).status, DeliveryStatus.FAILED);
   });
 
-  test("STOP by SMS (any case, with its punctuation) opts a number out of everything but OTPs; START opts it back in", async () => {
+  test("STOP by SMS (any case, with its punctuation) opts a number out of everything but OTPs; START alone opts it back in", async () => {
     const workerId = randomUUID();
     const phone = testPhone({ format: "+254" });
     await internal().upsertContact({ userId: workerId, phone, locale: "en" });
@@ -973,7 +973,10 @@ describe("notification service against Postgres, JetStream and the provider simu
     const twilioInbound = `${serviceUrl}/webhooks/twilio/inbound`;
     const forged = await fetch(twilioInbound, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ From: phone, Body: "START" }) });
     assert.equal(forged.status, 403);
-    assert.equal(await sim.inboundSms("twilio", twilioInbound, phone, "START!"), 200);
+    // "Yes, thanks." (to a sign-in code, say) is no opt-in: only the bare word.
+    assert.equal(await sim.inboundSms("twilio", twilioInbound, phone, "Yes, thanks."), 200);
+    assert.equal((await t.db.pool.query("SELECT count(*)::int AS n FROM notification.sms_opt_outs WHERE phone = $1", [phone.replace(/^\+/, "")])).rows[0].n, 1, "still opted out");
+    assert.equal(await sim.inboundSms("twilio", twilioInbound, phone, "START"), 200);
     await publish(t.ctx.bus, "ttip.payment.payout_failed", PayoutFailedSchema, { payoutId: randomUUID(), workerId, amount: kesMinor(100000n), resultCode: "2001", reason: "wrong M-Pesa PIN" });
     const sms = await eventually("the SMS after START", () => smsTo(phone).find((m) => m.body.startsWith("Your withdrawal")));
     assert.equal(sms.body, "Your withdrawal of KES 1,000 failed: wrong M-Pesa PIN. The money has not left your TTIP account.");
