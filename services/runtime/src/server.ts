@@ -294,8 +294,18 @@ function requestHandler(options: ServerOptions, adapter: ReturnType<typeof rpcAd
   return (req: NodeReq, res: NodeRes) => {
     inFlight.track(res);
     const serve = () => {
-      if (options.httpFilter?.(req, res)) return;
-      (handler as (a: typeof req, b: typeof res) => void)(req, res);
+      try {
+        if (options.httpFilter?.(req, res)) return;
+        (handler as (a: typeof req, b: typeof res) => void)(req, res);
+      } catch (err) {
+        // Thrown here, outside any handler, it would end the process: a filter reading a request line no URL holds
+        // ("//a:99999/") is the caller's mistake, anything else this server's.
+        const invalidUrl = (err as { code?: string }).code === "ERR_INVALID_URL";
+        if (!invalidUrl) options.logger.error({ err }, "request handler failed");
+        if (res.headersSent) return void res.destroy();
+        res.writeHead(invalidUrl ? 400 : 500, { "content-type": "text/plain; charset=utf-8" });
+        res.end(invalidUrl ? "the request's path or Host names no URL\n" : "internal error\n");
+      }
     };
     // A plain HTTP request that may write (a provider's webhook, a posted form) gets a span,
     // so the events it writes carry a trace. RPCs have theirs (tracingInterceptor); reads

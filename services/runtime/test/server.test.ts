@@ -91,15 +91,16 @@ describe("runtime server: health, reflection, metrics", () => {
   });
 
   test("a Host that is no host (a port past 65535, a bad address) or none at all is answered 400, on every path; the server goes on", async () => {
-    /** One raw HTTP/1.x request; the status line's code, or "no answer" within 5 s. */
-    const raw = (request: string) => new Promise<string>((resolve, reject) => {
-      const socket = net.connect(server.port, "127.0.0.1", () => socket.write(request));
+    /** One raw HTTP/1.x request to `port`; the status line's code, or "no answer" within 5 s. */
+    const rawTo = (port: number, request: string) => new Promise<string>((resolve, reject) => {
+      const socket = net.connect(port, "127.0.0.1", () => socket.write(request));
       let answer = "";
-      socket.on("data", (c: Buffer) => (answer += c.toString()));
       socket.setTimeout(5_000, () => socket.destroy());
+      socket.on("data", (c: Buffer) => (answer += c.toString()));
       socket.on("close", () => resolve(/^HTTP\/1\.[01] (\d{3})/.exec(answer)?.[1] ?? "no answer"));
       socket.on("error", reject);
     });
+    const raw = (request: string) => rawTo(server.port, request);
     const check = "/grpc.health.v1.Health/Check";
     const body = '{"service":""}';
     // Before, each threw out of the request handler (URL parsing, or no authority) and ended the process.
@@ -110,6 +111,17 @@ describe("runtime server: health, reflection, metrics", () => {
     assert.equal(await raw(`GET ${check} HTTP/1.0\r\n\r\n`), "400", "no Host");
     const client = createClient(Health, createGrpcTransport({ baseUrl: server.url }));
     assert.equal((await client.check({ service: "" })).status, Status.SERVING);
+    // A service's own HTTP paths (webhooks) read the request line as a URL too: one no URL holds is answered 400.
+    const withFilter = await startServer({
+      name: "filtered", logger: captureLogger("silent").logger, metrics: new Metrics(), services: [], routes: () => undefined,
+      httpFilter: (req) => new URL(req.url ?? "/", "http://local").pathname === "/webhooks/never",
+    });
+    try {
+      assert.equal(await rawTo(withFilter.port, "GET //a:99999/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), "400");
+      assert.equal((await createClient(Health, createGrpcTransport({ baseUrl: withFilter.url })).check({ service: "" })).status, Status.SERVING);
+    } finally {
+      await withFilter.close();
+    }
   });
 });
 
