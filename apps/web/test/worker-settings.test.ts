@@ -354,6 +354,8 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     const served = await fetch(url);
     assert.equal(served.headers.get("content-type"), "image/jpeg");
     assert.match(served.headers.get("cache-control") ?? "", /immutable/);
+    // Never run by a browser, nor framed: the site-wide frame header must not replace the route's sandbox.
+    assert.equal(served.headers.get("content-security-policy"), "default-src 'none'; sandbox; frame-ancestors 'none'");
     assert.deepEqual(Buffer.from(await served.arrayBuffer()), Buffer.from(stored.image));
     // Without its version, or under another, the same photo is not kept: a replaced one would show for a year.
     for (const other of [url.replace(/\?v=.*$/, ""), url.replace(/\?v=.*$/, "?v=0123456789abcdef")]) {

@@ -30,7 +30,8 @@ export async function GET(req: Request, { params }: { params: Promise<{ kind: st
         etag: `"${photo.sha256}"`,
         // Served as the picture it was checked to be, never anything a browser would run.
         "x-content-type-options": "nosniff",
-        "content-security-policy": "default-src 'none'; sandbox",
+        "content-security-policy": "default-src 'none'; sandbox; frame-ancestors 'none'",
+        "x-frame-options": "DENY",
       },
     });
   } catch (err) {
