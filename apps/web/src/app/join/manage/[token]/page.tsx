@@ -70,10 +70,9 @@ export default function ManageInvitation() {
       {otherNumber ? (
         <button type="button" className="secondary" onClick={async () => {
           // This browser's device key approves the worker's withdrawals: kept, whoever signed in here next as them
-          // would use it (as Home's sign-out forgets it).
-          const userId = loadSession()?.userId;
+          // would use it (as Home's sign-out forgets it). The page's user, whatever another tab signed in since.
           await logout.mutateAsync({}).catch(() => undefined);
-          if (userId) await forgetDeviceKey(userId).catch(() => undefined);
+          if (session) await forgetDeviceKey(session.userId).catch(() => undefined);
           clearSession();
           router.push(signIn);
         }}>{t("manageOtherNumber")}</button>
