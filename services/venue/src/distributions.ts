@@ -8,7 +8,7 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { DistributionNoteKind as Note, DistributionSchema, DistributionStatus, SplitMethod, type Distribution, type DistributionNoteSchema } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { DomainErrorInfoSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 import { WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { DependencyUnavailableError, emitEvent, fieldError, formatMoney, InvalidStateError, lockForTransaction, type Logger, NotFoundError, type Pool, type Queryable, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { DependencyUnavailableError, emitEvent, fieldError, formatMoney, InvalidStateError, lockForTransaction, type Logger, NotFoundError, PermissionDeniedError, type Pool, type Queryable, type ServiceContext, withTransaction } from "@ttip/runtime";
 import type { VenueInfo } from "./access.js";
 import { METHOD_WORDS, planSplit, type Period, type Plan } from "./plan.js";
 import { eatTime } from "./shifts.js";
@@ -149,6 +149,11 @@ export class Distributions {
       }
       if (collected <= 0n) throw new InvalidStateError("period: the pool took nothing in this period; nothing to distribute");
       if (!plan.lines.length) throw new InvalidStateError("period: nobody is eligible under the rule in force (no finished shifts?)");
+      // A manager's membership from their days on the staff is split with the rest; not by them (its weights are theirs to
+      // move: other roles' points, the rule), as its hours and role are not.
+      if (plan.lines.some((l) => l.workerId === actor.subject && l.amountMinor > 0n)) {
+        throw new PermissionDeniedError("period: this split pays you (your membership from your days on the staff): another manager of the venue or an admin confirms it");
+      }
       if (plan.lines.filter((l) => l.amountMinor > 0n).length > MAX_PAID_MEMBERS) {
         throw new InvalidStateError(`period: more than ${MAX_PAID_MEMBERS} members to pay in one distribution; use shorter periods`);
       }

@@ -11,7 +11,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { callerHeaders, type Role } from "@ttip/runtime";
 import { testPhone } from "@ttip/runtime/testing";
-import { eventually, startHarness, ts, type Harness } from "./setup.js";
+import { eventually, period, startHarness, ts, type Harness } from "./setup.js";
 
 const rejects = (code: Code, message: RegExp) => (e: ConnectError) => {
   assert.equal(Code[e.code], Code[code], e.message);
@@ -228,7 +228,7 @@ describe("a venue's co-managers", () => {
     assert.deepEqual(trail.map((r) => r.actor), [adminId, v.managerId], "both in the venue's own trail");
   });
 
-  test("a waiter promoted to manager sets nothing of their own old membership (hours, role, its role's points, fixed share): another manager does", async () => {
+  test("a waiter promoted to manager sets nothing of their own old membership (hours, role, its role's points, fixed share) and confirms no split that pays it: another manager does", async () => {
     const v = await h.newVenue("Pilipili Beach");
     const wanjiru = await account();
     const dayAgo = new Date(Date.now() - 86_400_000);
@@ -252,6 +252,13 @@ describe("a venue's co-managers", () => {
     // The other manager records her hours.
     assert.ok((await v.api.recordShift(shift(old.memberId))).shift);
     assert.ok((await wanjiru.api.recordShift(shift(other.memberId))).shift, "and she records others'");
+    // Nor does she confirm a split that pays her (the other roles' points and the rule still weigh it): the other manager does.
+    await v.api.setSplitRule({ venueId: v.venueId, method: SplitMethod.EQUAL_ON_SHIFT, idempotencyKey: randomUUID() });
+    await h.tipPool(v.venueId, 10_000n);
+    const p = period(dayAgo, new Date());
+    await assert.rejects(wanjiru.api.confirmDistribution({ venueId: v.venueId, period: p }), rejects(Code.PermissionDenied, /this split pays you/));
+    const { distribution } = await v.api.confirmDistribution({ venueId: v.venueId, period: p });
+    assert.deepEqual(distribution!.shares.map((x) => [x.memberId, x.amount!.amountMinor]).sort(), [[old.memberId, 5_000n], [other.memberId, 5_000n]].sort());
   });
 
   test("qr's staff list follows the venue's, whoever sent the invitation: an admin's invitee may get a code there, and a worker taken off by another manager loses theirs", async () => {
