@@ -150,15 +150,15 @@ function twilioSigned(o: WebhookOptions, req: Req, params: Record<string, string
 async function inbound(o: WebhookOptions, provider: string, from: string, text: string) {
   const word = text.trim().split(/\s+/)[0]?.toUpperCase() ?? "";
   const phone = normalisePhone(from);
-  // "Stop." and "Acha," stop too (Africa's Talking keeps no opt-out list of its own); a start is the bare word
-  // alone: "Yes, thanks." to a sign-in code is no opt-in.
+  // "Stop." and "Acha," stop too (Africa's Talking keeps no opt-out list of its own); a start is the whole message,
+  // the word alone: "Yes thanks" to a sign-in code is no opt-in.
   if (STOP_WORDS.has(word.replace(/^[^\p{L}\p{N}]+|[^\p{L}\p{N}]+$/gu, ""))) {
     await o.pool.query(
       "INSERT INTO notification.sms_opt_outs (phone, provider) VALUES ($1, $2) ON CONFLICT (phone) DO NOTHING",
       [phone, provider],
     );
     o.logger.info({ phone: maskPhone(phone), provider }, "SMS opt-out (STOP)");
-  } else if (START_WORDS.has(word)) {
+  } else if (START_WORDS.has(text.trim().toUpperCase())) {
     await o.pool.query("DELETE FROM notification.sms_opt_outs WHERE phone = $1", [phone]);
     o.logger.info({ phone: maskPhone(phone), provider }, "SMS opt-in (START)");
   }

@@ -973,8 +973,9 @@ describe("notification service against Postgres, JetStream and the provider simu
     const twilioInbound = `${serviceUrl}/webhooks/twilio/inbound`;
     const forged = await fetch(twilioInbound, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ From: phone, Body: "START" }) });
     assert.equal(forged.status, 403);
-    // "Yes, thanks." (to a sign-in code, say) is no opt-in: only the bare word.
+    // "Yes, thanks." or "Yes thanks" (to a sign-in code, say) is no opt-in: only the word alone.
     assert.equal(await sim.inboundSms("twilio", twilioInbound, phone, "Yes, thanks."), 200);
+    assert.equal(await sim.inboundSms("twilio", twilioInbound, phone, "Yes thanks"), 200);
     assert.equal((await t.db.pool.query("SELECT count(*)::int AS n FROM notification.sms_opt_outs WHERE phone = $1", [phone.replace(/^\+/, "")])).rows[0].n, 1, "still opted out");
     assert.equal(await sim.inboundSms("twilio", twilioInbound, phone, "START"), 200);
     await publish(t.ctx.bus, "ttip.payment.payout_failed", PayoutFailedSchema, { payoutId: randomUUID(), workerId, amount: kesMinor(100000n), resultCode: "2001", reason: "wrong M-Pesa PIN" });
