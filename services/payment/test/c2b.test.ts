@@ -126,6 +126,20 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("a paybill payment whose account is the card's USSD digits (typed off the line beside the paybill's) is credited to that code's worker; a digit wrong is not", async () => {
+    const w = await worker("Nyokabi");
+    const { offline } = await qr.getOfflinePayload({ qrCodeId: w.code.qrCodeId }, w.as);
+    const digits = /\*(\d{11})#$/.exec(offline!.ussdCode)![1];
+    // Before, refused at validation as an unknown account (C2B00012): the customer was turned away.
+    const paid = await h.sim.c2b.pay({ billRefNumber: digits, amount: 100 });
+    assert.deepEqual(paid.validation && "resultCode" in paid.validation && paid.validation.resultCode, "0");
+    await eventually(async () => (await c2bRow(paid.transId))?.outcome === "tip", "recorded as a tip");
+    assert.equal((await tipRow((await c2bRow(paid.transId)).tip_id)).worker_id, w.id);
+    const wrong = `${digits.slice(0, 10)}${(Number(digits[10]) + 1) % 10}`;
+    const refused = await h.sim.c2b.pay({ billRefNumber: wrong, amount: 100 });
+    assert.deepEqual(refused.validation && "resultCode" in refused.validation && refused.validation.resultCode, "C2B00012");
+  });
+
   test("a paybill payment the fee would take whole (KES 1 under a KES 1 minimum fee) is refused at validation; confirmed anyway, it waits in suspense for a refund, told to support, never lost", async () => {
     const w = await worker();
     const refused = await h.sim.c2b.pay({ billRefNumber: w.code.shortCode, amount: 1 });

@@ -4,7 +4,7 @@ import type { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js"
 import { InvalidStateError, lockForTransaction, NotFoundError, withTransaction } from "@ttip/runtime";
 import { VENUE, WORKER } from "../access.js";
 import { inactiveProblem } from "../resolver.js";
-import { normalizeShortCode, oneSlipAway } from "../shortcode.js";
+import { normalizeShortCode, oneSlipAway, shortCodeFromDigits } from "../shortcode.js";
 import { activeAccountReferences, codeByAccountReference, type CodeRecord } from "../stores/codes.js";
 import { profileOf } from "../stores/profiles.js";
 import { addVenueManager, isVenueManager, removeVenueManager, venueManagers, venueManagersLock } from "../stores/venues.js";
@@ -58,7 +58,10 @@ function removeVenueManagerHandler(h: QrHandlerContext): Impl["removeVenueManage
 function matchAccountReferenceHandler(h: QrHandlerContext): Impl["matchAccountReference"] {
   return async (req) => {
     const { pool } = h;
-    const code = await codeByAccountReference(pool, normalizeShortCode(req.accountReference));
+    const typed = normalizeShortCode(req.accountReference);
+    // The card's USSD digits typed as the account (its paybill line and its USSD line sit side by side) name its
+    // short code, as ResolveQrCode reads them, and a code's account reference is its short code.
+    const code = await codeByAccountReference(pool, shortCodeFromDigits(typed) ?? typed);
     if (!code) throw new NotFoundError(`account_reference: no code has the reference ${req.accountReference}`);
     const venueId = code.ownerKind === VENUE ? code.ownerId : (code.venueId ?? "");
     return {
