@@ -1770,10 +1770,13 @@ function firstIdAt(ms: number): string {
 /**
  * Erases what deliveries made before `now` less the retention say of their recipient: the address (its masked form
  * stays), the recipient key (which carries the number: no event can come again that long after, so it keys nothing
- * more) and the rendered text. Every one is final by then (a delivery gives up within hours). In id order, from the
+ * more), the rendered text and subject, and any e-mail address a provider's report quoted in its error. Every one is final by then (a delivery gives up within hours). In id order, from the
  * last erased (erasure_marks), a batch per transaction; one replica at a time (the others skip the sweep). Answers
  * how many were erased.
  */
+/** An e-mail address as a provider's report quotes it ("<jane@example.com>: Recipient address rejected"), in SQL. */
+const EMAIL_ADDRESS = `[^[:space:]<>"'@]+@[^[:space:]<>"'@]+`;
+
 export async function eraseOldDeliveries(pool: Pool, now: number, retentionMs = DELIVERY_DETAIL_RETENTION_MS): Promise<number> {
   let erased = 0;
   await inBatches(ERASE, async (size) => {
@@ -1792,13 +1795,17 @@ export async function eraseOldDeliveries(pool: Pool, now: number, retentionMs = 
          young AS (SELECT id FROM due WHERE NOT old AND time_ordered ORDER BY id LIMIT 1),
          passed AS (SELECT id, old FROM due WHERE id < coalesce((SELECT id FROM young), 'ffffffff-ffff-ffff-ffff-ffffffffffff')),
          erased AS (
-           UPDATE notification.deliveries d SET address = d.address_masked, recipient_key = 'erased:' || d.id::text, body = NULL
+           UPDATE notification.deliveries d SET address = d.address_masked, recipient_key = 'erased:' || d.id::text, body = NULL,
+                  subject = '', last_error = regexp_replace(d.last_error, $4, '[address]', 'g')
              FROM passed p WHERE d.id = p.id AND p.old RETURNING d.id),
+         attempts AS (
+           UPDATE notification.delivery_attempts a SET error = regexp_replace(a.error, $4, '[address]', 'g')
+             FROM passed p WHERE a.delivery_id = p.id AND p.old AND a.error ~ $4),
          marked AS (
            INSERT INTO notification.erasure_marks (name, through) SELECT 'deliveries', id FROM passed ORDER BY id DESC LIMIT 1
            ON CONFLICT (name) DO UPDATE SET through = EXCLUDED.through)
          SELECT (SELECT count(*) FROM passed)::int AS scanned, (SELECT count(*) FROM erased)::int AS n`,
-        [firstIdAt(now - retentionMs), size, new Date(now - retentionMs)],
+        [firstIdAt(now - retentionMs), size, new Date(now - retentionMs), EMAIL_ADDRESS],
       );
       return rows[0];
     });

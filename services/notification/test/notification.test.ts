@@ -2558,7 +2558,7 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   // Last in this describe: it erases every delivery made before it.
-  test("a delivery older than the retention keeps no full address, recipient key nor text: erased in id order from the last erased, once; a newer one is kept whole", async () => {
+  test("a delivery older than the retention keeps no full address, recipient key, text, subject nor an address its errors quoted: erased in id order from the last erased, once; a newer one is kept whole", async () => {
     const phone = testPhone({ format: "+254" });
     const old = await sendReceipt(phone, { amount: "KES 20", worker: "Otieno", reference: "QK4" });
     await deliveryIn(old.deliveryIds[0], DeliveryStatus.SENT);
@@ -2566,12 +2566,22 @@ describe("notification service against Postgres, JetStream and the provider simu
     await new Promise((r) => setTimeout(r, 5));
     const kept = await sendReceipt(phone, { amount: "KES 30", worker: "Otieno", reference: "QK5" });
     await deliveryIn(kept.deliveryIds[0], DeliveryStatus.SENT);
+    // A provider's report quoting an address (a bounce), and a subject, as an e-mail delivery keeps them.
+    const bounce = "<jane.wanjiru@example.co.ke>: Recipient address rejected";
+    await t.db.pool.query("UPDATE notification.deliveries SET last_error = $2, subject = 'Your tip from Otieno' WHERE id = $1", [old.deliveryIds[0], bounce]);
+    await t.db.pool.query("UPDATE notification.delivery_attempts SET error = $2 WHERE delivery_id = $1", [old.deliveryIds[0], bounce]);
     const row = async (id: string) =>
-      (await t.db.pool.query("SELECT address, address_masked, recipient_key, body FROM notification.deliveries WHERE id = $1", [id])).rows[0];
+      (await t.db.pool.query("SELECT address, address_masked, recipient_key, body, subject, last_error FROM notification.deliveries WHERE id = $1", [id])).rows[0];
     // Before, nothing was ever erased: every receipt's number and text, for good.
     assert.ok(await eraseOldDeliveries(t.db.pool, boundary + DELIVERY_DETAIL_RETENTION_MS) >= 1);
     const erased = await row(old.deliveryIds[0]);
-    assert.deepEqual(erased, { address: erased.address_masked, address_masked: erased.address_masked, recipient_key: `erased:${old.deliveryIds[0]}`, body: null });
+    assert.deepEqual(erased, {
+      address: erased.address_masked, address_masked: erased.address_masked, recipient_key: `erased:${old.deliveryIds[0]}`, body: null,
+      // Before, kept: the bounced address and the subject outlived the erasure.
+      subject: "", last_error: "<[address]>: Recipient address rejected",
+    });
+    const { rows: attempts } = await t.db.pool.query("SELECT error FROM notification.delivery_attempts WHERE delivery_id = $1", [old.deliveryIds[0]]);
+    assert.ok(attempts.length && attempts.every((a) => a.error === "<[address]>: Recipient address rejected"), JSON.stringify(attempts));
     assert.notEqual(erased.address_masked, phone.replace(/^\+/, ""));
     const whole = await row(kept.deliveryIds[0]);
     assert.match(whole.body, /KES 30/);
