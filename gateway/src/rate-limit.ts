@@ -238,7 +238,7 @@ export function rateLimitInterceptor(limiter: Budget, partnerLimiter: Budget = l
 export const MAX_LIVE_STREAMS = { signedIn: 16, perAddress: 64 } as const;
 
 /**
- * Live streams (WatchTip, WatchDashboard, WatchInAppNotifications) open at once per caller (callerKey) on this
+ * Live streams (WatchTip, WatchDashboard, WatchInAppNotifications, reflection's) open at once per caller (callerKey) on this
  * replica. A budget charges a stream once, at its opening, and the
  * bound on calls in flight counts unary calls only, while each open stream has its service read the database
  * every second or two for up to an hour: before, one address could open thousands and fill the services' pools.
@@ -248,7 +248,8 @@ export const MAX_LIVE_STREAMS = { signedIn: 16, perAddress: 64 } as const;
 export function liveStreamsInterceptor(max: { signedIn: number; perAddress: number } = MAX_LIVE_STREAMS): Interceptor {
   const open = new Map<string, number>();
   return (next) => async (req) => {
-    if (req.method.methodKind !== "server_streaming") return next(req);
+    // Every kind of stream: reflection's two-way one (open to all) held as many as one address liked.
+    if (req.method.methodKind === "unary") return next(req);
     const key = callerKey(req.contextValues);
     const bound = key.startsWith("ip:") ? max.perAddress : max.signedIn;
     const count = open.get(key) ?? 0;

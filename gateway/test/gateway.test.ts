@@ -13,6 +13,7 @@ import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } f
 import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from "jose";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
+import { ServerReflection } from "@ttip/proto/grpc/reflection/v1/reflection_pb.js";
 import { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
@@ -336,6 +337,30 @@ describe("gateway: a revoked session's open streams", () => {
       .setIssuedAt()
       .setExpirationTime("15m")
       .sign(privateKey);
+  test("reflection's two-way streams count toward the caller's live streams: one address cannot hold any number open", async () => {
+    const headers = { authorization: `Bearer ${await tokenOf(`reflect-${randomUUID()}`)}` };
+    const client = createClient(ServerReflection, protocols.gRPC());
+    const aborts: AbortController[] = [];
+    /** A reflection stream that asks once and stays open; its first answer, or the refusal. */
+    const open = async () => {
+      const abort = new AbortController();
+      aborts.push(abort);
+      async function* ask() {
+        yield { messageRequest: { case: "listServices" as const, value: "" } };
+        await new Promise((resolve) => abort.signal.addEventListener("abort", resolve));
+      }
+      const answers = client.serverReflectionInfo(ask(), { headers, signal: abort.signal, timeoutMs: 10_000 })[Symbol.asyncIterator]();
+      return answers.next().then(() => "open", (e: unknown) => Code[ConnectError.from(e).code]);
+    };
+    try {
+      assert.deepEqual([await open(), await open()], ["open", "open"]);
+      // Before, counted nowhere: the live-stream bound skipped every kind but server streaming.
+      assert.equal(await open(), "ResourceExhausted");
+    } finally {
+      for (const a of aborts) a.abort();
+    }
+  });
+
   for (const [protocol, transport] of Object.entries(protocols)) {
     test(`${protocol}: a caller holds at most its bound of live streams open at once; one closed frees its place`, async () => {
       const headers = { authorization: `Bearer ${await tokenOf(`idle-${randomUUID()}`)}` };
