@@ -142,6 +142,7 @@ describe("the chart on a real API server", { skip: missing ? `skipped: ${missing
     assert.match(stdout, /STATUS: deployed/);
     assert.match(stdout, /PostgreSQL connections at the HPA's maximum: 350/, "NOTES prints the pools' total");
     assert.match(stdout, /WARNING: that is more than database.maxConnections \(100\)/);
+    assert.match(stdout, /WARNING: the event stream keeps the server's default number of copies \(one\)/, "production on one copy of the events");
     assert.match(stdout, /^Traces: OTLP\/HTTP to http:\/\/otel-collector\.monitoring:4318\/v1\/traces, 10% of new traces/m);
 
     const jobs = await list(`/apis/batch/v1/namespaces/${NS}/jobs`);
