@@ -1767,16 +1767,16 @@ function firstIdAt(ms: number): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-0000-0000-000000000000`;
 }
 
-/**
- * Erases what deliveries made before `now` less the retention say of their recipient: the address (its masked form
- * stays), the recipient key (which carries the number: no event can come again that long after, so it keys nothing
- * more), the rendered text and subject, and any e-mail address a provider's report quoted in its error. Every one is final by then (a delivery gives up within hours). In id order, from the
- * last erased (erasure_marks), a batch per transaction; one replica at a time (the others skip the sweep). Answers
- * how many were erased.
- */
 /** An e-mail address as a provider's report quotes it ("<jane@example.com>: Recipient address rejected"), in SQL. */
 const EMAIL_ADDRESS = `[^[:space:]<>"'@]+@[^[:space:]<>"'@]+`;
 
+/**
+ * Erases what deliveries made before `now` less the retention say of their recipient: the address (its masked form
+ * stays), the recipient key (which carries the number: no event can come again that long after, so it keys nothing
+ * more), the rendered text and subject, and any e-mail address a provider's report quoted in its errors. Every one
+ * is final by then (a delivery gives up within hours). In id order, from the last erased (erasure_marks), a batch
+ * per transaction; one replica at a time (the others skip the sweep). Answers how many were erased.
+ */
 export async function eraseOldDeliveries(pool: Pool, now: number, retentionMs = DELIVERY_DETAIL_RETENTION_MS): Promise<number> {
   let erased = 0;
   await inBatches(ERASE, async (size) => {
