@@ -157,10 +157,11 @@ export async function venueMemberIds(db: Queryable, venueId: string, memberIds: 
   return new Set(rows.map((r) => r.member_id));
 }
 
-/** The caller's own memberships at the venue (a manager's from their days on the staff), by id. */
-export async function ownMemberIds(db: Queryable, venueId: string, workerId: string): Promise<Set<string>> {
-  const { rows } = await db.query<{ member_id: string }>(`SELECT member_id FROM venue.members WHERE venue_id = $1 AND worker_id::text = $2`, [venueId, workerId]);
-  return new Set(rows.map((r) => r.member_id));
+/** The caller's own memberships at the venue (a manager's from their days on the staff): their ids and roles. */
+export async function ownMemberships(db: Queryable, venueId: string, workerId: string): Promise<Pick<MemberRow, "member_id" | "role_id">[]> {
+  const { rows } = await db.query<Pick<MemberRow, "member_id" | "role_id">>(
+    `SELECT member_id, role_id FROM venue.members WHERE venue_id = $1 AND worker_id::text = $2`, [venueId, workerId]);
+  return rows;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { type ServiceImpl } from "@connectrpc/connect";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { fieldError, PermissionDeniedError, withTransaction } from "@ttip/runtime";
-import { audit, ensureDefaultRoles, putRole, rolesOf, toRole } from "../store.js";
+import { audit, ensureDefaultRoles, ownMemberships, putRole, rolesOf, toRole } from "../store.js";
 import type { VenueHandlerContext } from "./context.js";
 
 /** A venue's roles and their default weights in splits. */
@@ -20,8 +20,7 @@ function putRoleHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueService
       await ensureDefaultRoles(tx, req.venueId);
       if (req.roleId === "manager" && !req.isManager) throw fieldError("is_manager", "the manager role stays a manager role");
       // A role's points weigh its members' shares: a manager's own old membership's role is another's to change.
-      const { rowCount } = await tx.query("SELECT 1 FROM venue.members WHERE venue_id = $1 AND worker_id::text = $2 AND role_id = $3 LIMIT 1", [req.venueId, caller.subject, req.roleId]);
-      if (rowCount) throw new PermissionDeniedError(`role_id: ${req.roleId} is the role of your own membership (from your days on the staff): its points set your pay, and another manager of the venue or an admin changes them`);
+      if ((await ownMemberships(tx, req.venueId, caller.subject)).some((m) => m.role_id === req.roleId)) throw new PermissionDeniedError(`role_id: ${req.roleId} is the role of your own membership (from your days on the staff): its points set your pay, and another manager of the venue or an admin changes them`);
       const role = await putRole(tx, { venue_id: req.venueId, role_id: req.roleId, name: req.name, points: req.points, is_manager: req.isManager });
       await audit(tx, req.venueId, caller, "role.changed", { role_id: req.roleId, name: req.name, points: req.points, is_manager: req.isManager });
       return role;

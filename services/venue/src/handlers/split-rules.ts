@@ -4,7 +4,7 @@ import { VenueSplitRuleChangedSchema } from "@ttip/proto/ttip/events/v1/events_p
 import { SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { emitEvent, fieldError, IdempotencyConflictError, isUuid, NotFoundError, PermissionDeniedError, UnimplementedError, withTransaction } from "@ttip/runtime";
-import { audit, insertRule, lockRules, OWN_MEMBERSHIP, ownMemberIds, ruleByIdempotencyKey, ruleInForce, ruleSummary, ruleVersions, toRule, venueMemberIds } from "../store.js";
+import { audit, insertRule, lockRules, OWN_MEMBERSHIP, ownMemberships, ruleByIdempotencyKey, ruleInForce, ruleSummary, ruleVersions, toRule, venueMemberIds } from "../store.js";
 import type { VenueHandlerContext } from "./context.js";
 
 /** Split rules: immutable versions, the one in force, and their history. */
@@ -49,8 +49,8 @@ function setSplitRuleHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueSe
         const known = await venueMemberIds(tx, req.venueId, fixed.map((f) => f.member_id));
         const i = fixed.findIndex((f) => !known.has(f.member_id));
         if (i >= 0) throw fieldError(`fixed_shares[${i}].member_id`, `no member ${fixed[i].member_id} at this venue`);
-        const own = await ownMemberIds(tx, req.venueId, caller.subject);
-        const mine = fixed.findIndex((f) => own.has(f.member_id));
+        const own = await ownMemberships(tx, req.venueId, caller.subject);
+        const mine = fixed.findIndex((f) => own.some((m) => m.member_id === f.member_id));
         if (mine >= 0) throw new PermissionDeniedError(`fixed_shares[${mine}].member_id: ${OWN_MEMBERSHIP}`);
       }
       const r = await insertRule(tx, {
