@@ -2,6 +2,8 @@
 // WebCrypto, its private half not extractable, kept in IndexedDB (which
 // stores the CryptoKey itself, never its bytes). auth holds the public half
 // (RegisterDevice, with the worker's PIN) and checks signed challenges.
+import { clearSession } from "./session";
+
 const DB = "ttip-device";
 const STORE = "keys";
 
@@ -50,6 +52,15 @@ export async function saveDeviceKey(userId: string, key: DeviceKey): Promise<voi
 
 export async function forgetDeviceKey(userId: string): Promise<void> {
   await tx("readwrite", (s) => s.delete(userId));
+}
+
+/**
+ * This browser signed `userId` out: their key and the stored session are forgotten. The key approves their
+ * withdrawals: kept, whoever signed in here next as them would use it, with no PIN asked for a new one.
+ */
+export async function forgetSignedOut(userId: string | undefined): Promise<void> {
+  if (userId) await forgetDeviceKey(userId).catch(() => undefined);
+  clearSession();
 }
 
 /** ES256 over the challenge: WebCrypto gives r||s (IEEE P1363, 64 bytes), as auth expects. */

@@ -12,8 +12,8 @@ import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { useLiveFigures } from "../../lib/live-figures";
 import { formatAmount, WALLET_CURRENCY } from "../../lib/money";
 import { nairobiMonthStart } from "../../lib/nairobi-time";
-import { forgetDeviceKey } from "../../lib/device-key";
-import { clearSession, loadSession } from "../../lib/session";
+import { forgetSignedOut } from "../../lib/device-key";
+import { loadSession } from "../../lib/session";
 import { useWrite } from "../../lib/use-write";
 import { EarningsCharts } from "./earnings";
 import { WorkerNav } from "./nav";
@@ -84,14 +84,12 @@ export default function Home() {
         // Guarded from the tap itself: a double tap's second call, refused as the session the first ended, said
         // "sign out failed" of a sign-out done.
         onClick={() => signingOut.run(async (send) => {
-          // This browser's key approves withdrawals: kept, whoever signed in here next as this worker would use it. Read
-          // first: a call refused meanwhile may clear the session before the answer below.
+          // Read first: a call refused meanwhile may clear the session before the answer below.
           const userId = loadSession()?.userId;
           // Not done, the worker is told and stays signed in to try again: a stolen phone's session would live on.
           const failed = await send(() => signOutAll.mutateAsync({})).then(() => undefined, (x: unknown) => x);
           if (failed) return setSignOutError(t("signOutAllFailed", { reason: err(failed) }));
-          if (userId) await forgetDeviceKey(userId).catch(() => undefined);
-          clearSession();
+          await forgetSignedOut(userId);
           router.replace("/w/signin");
         })}
       >

@@ -6,8 +6,8 @@ import { useParams, useRouter } from "next/navigation";
 import { useState } from "react";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { forgetDeviceKey } from "../../../../lib/device-key";
-import { clearSession, loadSession } from "../../../../lib/session";
+import { forgetSignedOut } from "../../../../lib/device-key";
+import { loadSession } from "../../../../lib/session";
 import { useWrite } from "../../../../lib/use-write";
 import { linkExpiredSentence } from "../../link-expired";
 import { refreshSession } from "../../../w/providers";
@@ -69,11 +69,9 @@ export default function ManageInvitation() {
       {error ? <p className="error" role="alert">{error}</p> : null}
       {otherNumber ? (
         <button type="button" className="secondary" onClick={async () => {
-          // This browser's device key approves the worker's withdrawals: kept, whoever signed in here next as them
-          // would use it (as Home's sign-out forgets it). The page's user, whatever another tab signed in since.
           await logout.mutateAsync({}).catch(() => undefined);
-          if (session) await forgetDeviceKey(session.userId).catch(() => undefined);
-          clearSession();
+          // The page's user, whatever another tab signed in since.
+          await forgetSignedOut(session?.userId);
           router.push(signIn);
         }}>{t("manageOtherNumber")}</button>
       ) : null}
