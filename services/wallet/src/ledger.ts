@@ -616,10 +616,10 @@ async function refuseReversingATipsTakeBack(db: Queryable, entryId: string, caus
 export async function reverseEntry(tx: Queryable, entryId: string, idempotencyKey: string, reason: string): Promise<PostResult> {
   const original = await loadEntry(tx, entryId);
   if (!original) throw new NotFoundError(`entry_id: no entry ${entryId}`);
-  // Only these causes can take money back, settle a hold or follow a tip's credit: other entries need no look.
-  if (original.cause?.cause.case === "reversedEntryId") await refuseReversingATakeBack(tx, entryId);
-  if (original.cause?.cause.case === "payoutId") await refuseReversingAPaidPayout(tx, entryId);
+  // Only these causes can take money back (a take-back, a tip's aftercare) or settle a hold: other entries need no look.
   const cause = original.cause?.cause;
+  if (cause?.case === "reversedEntryId") await refuseReversingATakeBack(tx, entryId);
+  if (cause?.case === "payoutId") await refuseReversingAPaidPayout(tx, entryId);
   if (cause?.case && TIP_CAUSES.has(cause.case)) await refuseReversingATipsTakeBack(tx, entryId, cause as { case: string; value: string });
   await lockForTransaction(tx, `wallet.reverse.${entryId}`);
   const existing = await tx.query<{ entry_id: string; idempotency_key: string }>(
