@@ -31,6 +31,7 @@ describe("the worker's web app (chromium at phone size)", () => {
     await latest.getByRole("alert").filter({ hasText: "We cannot reach TTIP right now" }).waitFor();
     assert.equal(await latest.getByText("No tips yet").count(), 0);
     await page.getByTestId("periods").filter({ hasText: "Today: — · This week: —" }).waitFor();
+    await h.screenshot(page, "worker-home-unread");
   });
 
   test("the live figures' stream refused for its token (it ended after its hour, the token expired meanwhile) refreshes the session itself and goes live again", async () => {
