@@ -66,6 +66,21 @@ describe("tips by scanned QR code", () => {
     assert.equal(h.sim.transactions().length, before);
   });
 
+  test("a tip's retry after its code was revoked gets its tip, not a refusal; another request under the key does not", async () => {
+    const worker = randomUUID();
+    const code = await codeFor(worker);
+    const request = { idempotencyKey: randomUUID(), recipient: { case: "qrCode" as const, value: code.shortCode }, amount: KES(150), payment: { case: "mpesaPhone" as const, value: phone() } };
+    const first = (await pay.createTip(request)).tip!;
+    const pushes = h.sim.transactions().length;
+    // The answer was lost; meanwhile the worker revoked the code. The prompt is on the customer's phone.
+    await qr.revokeQrCode({ qrCodeId: code.qrCodeId, reason: "lost" }, { headers: callerHeaders(worker, "worker") });
+    const again = (await pay.createTip(request)).tip!;
+    assert.equal(again.tipId, first.tipId);
+    assert.equal(h.sim.transactions().length, pushes, "no second prompt");
+    await assert.rejects(pay.createTip({ ...request, amount: KES(160) }), (e: ConnectError) => e.code === Code.AlreadyExists);
+    await assert.rejects(pay.createTip({ ...request, idempotencyKey: randomUUID() }), (e: ConnectError) => e.code === Code.FailedPrecondition && /qr_code/.test(e.message));
+  });
+
   test("a code with a fixed amount accepts only that amount", async () => {
     const worker = randomUUID();
     const code = await codeFor(worker, { fixedAmount: KES(200) });

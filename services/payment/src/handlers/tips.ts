@@ -1,5 +1,5 @@
 import { Code, type ServiceImpl } from "@connectrpc/connect";
-import { asConnectError, callerOf, decodeTimeIdToken, DependencyUnavailableError, fieldError, formatMoney, InvalidStateError, keysetPage, mpesaAmount, NotFoundError, pageSize, refusalOfField, requireCaller, requireKenyanMobile } from "@ttip/runtime";
+import { asConnectError, callerOf, decodeTimeIdToken, DependencyUnavailableError, fieldError, formatMoney, InvalidStateError, keysetPage, mpesaAmount, NotFoundError, pageSize, type Principal, refusalOfField, requireCaller, requireKenyanMobile } from "@ttip/runtime";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { CardProvider } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import type { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -49,28 +49,53 @@ export function tipHandlers(h: PaymentHandlerContext): Partial<Impl> {
   };
 }
 
+type CreateTipRequest = Parameters<Impl["createTip"]>[0];
+interface Recipient { workerId: string; venueId: string; qrCodeId: string }
+
+/** Who a tip is for, checked before anything is charged or stored: the code's target, a partner's link. */
+async function recipientOf(deps: Deps, req: CreateTipRequest, amountMinor: bigint, caller: Principal | undefined): Promise<Recipient> {
+  const recipient = { workerId: "", venueId: "", qrCodeId: "" };
+  if (req.recipient.case === "qrCode") {
+    const target = await resolveQrCode(deps, req.recipient.value);
+    // A venue's own code (or a table's) names no worker: the tip goes to the venue's pool.
+    if (!target.workerId && !target.venueId) throw new InvalidStateError("qr_code: the code names neither a worker nor a venue");
+    if (target.fixedAmount && target.fixedAmount.amountMinor > 0n && (target.fixedAmount.amountMinor !== amountMinor || target.fixedAmount.currency !== (req.amount?.currency ?? "KES"))) {
+      throw fieldError("amount", `this code is for exactly ${formatMoney(target.fixedAmount.amountMinor, target.fixedAmount.currency)}`);
+    }
+    Object.assign(recipient, { workerId: target.workerId, venueId: target.venueId, qrCodeId: target.qrCodeId });
+  } else if (req.recipient.case === "workerId") {
+    recipient.workerId = req.recipient.value;
+  }
+  // A partner tips only for its linked workers and venues.
+  if (isPartner(caller)) await requirePartnerLinked(deps, caller.subject, recipient.workerId, recipient.venueId);
+  return recipient;
+}
+
+/**
+ * The recipient of a tip already placed under this key, when its checks now fail (the code revoked, qr out of reach,
+ * the partner unlinked since): a retry after a lost answer gets its tip, whose prompt may be on the customer's phone,
+ * not a refusal. The rest of the request is compared as for any replay (ALREADY_EXISTS). Otherwise the checks' error.
+ */
+async function placedRecipient(deps: Deps, req: CreateTipRequest, key: string, caller: Principal | undefined, err: unknown): Promise<Recipient> {
+  const { rows } = await deps.ctx.pool.query<Pick<TipRow, "worker_id" | "venue_id" | "qr_code_id">>(
+    "SELECT worker_id, venue_id, qr_code_id FROM payment.tips WHERE idempotency_key = $1 AND customer_subject = $2",
+    [key, caller?.subject ?? ""],
+  );
+  const placed = rows[0];
+  const sameKind = req.recipient.case === "qrCode" ? !!placed?.qr_code_id : !placed?.qr_code_id && placed?.worker_id === req.recipient.value;
+  if (!placed || !sameKind) throw err;
+  return { workerId: placed.worker_id ?? "", venueId: placed.venue_id ?? "", qrCodeId: placed.qr_code_id ?? "" };
+}
+
 function createTipHandler(h: PaymentHandlerContext): Impl["createTip"] {
   return async (req, ctx) => {
     const { deps, tipOut } = h;
     const card = req.payment.case === "card";
     const amountMinor = card ? (req.amount?.amountMinor ?? 0n) : mpesaAmount(req.amount, "amount");
     const phone = card ? "" : requireKenyanMobile(String(req.payment.value ?? ""), "mpesa_phone");
-    let recipient = { workerId: "", venueId: "", qrCodeId: "" };
-    if (req.recipient.case === "qrCode") {
-      const target = await resolveQrCode(deps, req.recipient.value);
-      // A venue's own code (or a table's) names no worker: the tip goes to the venue's pool.
-      if (!target.workerId && !target.venueId) throw new InvalidStateError("qr_code: the code names neither a worker nor a venue");
-      if (target.fixedAmount && target.fixedAmount.amountMinor > 0n && (target.fixedAmount.amountMinor !== amountMinor || target.fixedAmount.currency !== (req.amount?.currency ?? "KES"))) {
-        throw fieldError("amount", `this code is for exactly ${formatMoney(target.fixedAmount.amountMinor, target.fixedAmount.currency)}`);
-      }
-      recipient = { workerId: target.workerId, venueId: target.venueId, qrCodeId: target.qrCodeId };
-    } else if (req.recipient.case === "workerId") {
-      recipient.workerId = req.recipient.value;
-    }
     const caller = callerOf(ctx);
-    // Before anything is charged or stored: a partner tips only for its linked workers and venues.
-    if (isPartner(caller)) await requirePartnerLinked(deps, caller.subject, recipient.workerId, recipient.venueId);
     const idempotencyKey = await tipKeyOf(deps.ctx.pool, caller, req.idempotencyKey);
+    const recipient = await recipientOf(deps, req, amountMinor, caller).catch((err: unknown) => placedRecipient(deps, req, idempotencyKey, caller, err));
     if (card) {
       const created = await createCardTip(deps, {
         idempotencyKey,
