@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { AlertStatus, FraudAction } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { createClient } from "@connectrpc/connect";
@@ -13,7 +13,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { EventMetaSchema, PaymentAdminActionTakenSchema, UserBlockChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { eventually, startHarness, type Harness } from "./setup.js";
+import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
 /** The admin actions payment recorded in its outbox, oldest first. */
 async function adminActions(h: Harness) {
@@ -23,6 +23,19 @@ async function adminActions(h: Harness) {
 
 /** A fresh idempotency key: each call here is a new request, unless a test says it is a retry. */
 const key = () => `k-${randomUUID()}`;
+
+/** Auth's UserBlockChanged for `userId`, as auth publishes it. */
+async function blockChanged(h: Harness, userId: string, blocked: boolean, at: Date, by: string) {
+  const id = randomUUID();
+  await h.t.ctx.bus.publish({
+    id,
+    subject: "ttip.auth.user_block_changed",
+    data: toBinary(UserBlockChangedSchema, create(UserBlockChangedSchema, {
+      meta: create(EventMetaSchema, { id, occurredAt: timestampNow(), producer: "auth" }),
+      userId, blocked, reason: blocked ? "card fraud" : "cleared", changedBy: by, changedAt: timestampFromDate(at),
+    })),
+  });
+}
 const outcome = (p: Promise<unknown>) => p.then(() => "ok", (e) => Code[ConnectError.from(e).code]);
 
 describe("payment admin RPCs by console role", () => {
@@ -107,19 +120,9 @@ describe("payment admin RPCs by console role", () => {
     const finance = h.t.client(PaymentAdminService, { subject: financeId, roles: ["finance"], stepUp: true });
     const worker = randomUUID();
     await finance.holdPayouts({ workerId: worker, reason: "checking receipts", idempotencyKey: key() });
-    const blockChanged = async (blocked: boolean, at: Date, userId = worker) => {
-      const id = randomUUID();
-      await h.t.ctx.bus.publish({
-        id,
-        subject: "ttip.auth.user_block_changed",
-        data: toBinary(UserBlockChangedSchema, create(UserBlockChangedSchema, {
-          meta: create(EventMetaSchema, { id, occurredAt: timestampNow(), producer: "auth" }),
-          userId, blocked, reason: blocked ? "card fraud" : "cleared", changedBy: blockerId, changedAt: timestampFromDate(at),
-        })),
-      });
-    };
+    const changed = (blocked: boolean, at: Date, userId = worker) => blockChanged(h, userId, blocked, at, blockerId);
     const blockedAt = new Date();
-    await blockChanged(true, blockedAt);
+    await changed(true, blockedAt);
     // Before, the block found the payouts held and left the hold as it was: "checking receipts", by finance, whose
     // release once the receipts checked out paid the blocked account.
     const hold = await eventually(async () => {
@@ -134,7 +137,7 @@ describe("payment admin RPCs by console role", () => {
     assert.deepEqual([refused?.code, refused?.rawMessage], [Code.FailedPrecondition, "worker_id: the worker's account is blocked: unblock it first, then release its payouts"]);
     assert.equal((await finance.getPayoutHold({ workerId: worker })).hold?.heldByUserId, blockerId, "still held");
     // Unblocked by auth: the hold stays for an admin to release, who now may.
-    await blockChanged(false, new Date(blockedAt.getTime() + 1000));
+    await changed(false, new Date(blockedAt.getTime() + 1000));
     await eventually(async () => (await outcome(release())) === "ok" || undefined, "released once the account is unblocked");
     assert.equal((await finance.getPayoutHold({ workerId: worker })).hold, undefined);
 
@@ -142,12 +145,29 @@ describe("payment admin RPCs by console role", () => {
     // Before, the unblock found no row and was dropped; the block then held the payouts of an unblocked account,
     // and every release was refused for good.
     const other = randomUUID();
-    await blockChanged(false, new Date(blockedAt.getTime() + 1000), other);
-    await blockChanged(true, blockedAt, other);
+    await changed(false, new Date(blockedAt.getTime() + 1000), other);
+    await changed(true, blockedAt, other);
     const marker = randomUUID();
-    await blockChanged(true, new Date(), marker);
+    await changed(true, new Date(), marker);
     await eventually(async () => (await finance.getPayoutHold({ workerId: marker })).hold, "the marker after both read");
     assert.equal((await finance.getPayoutHold({ workerId: other })).hold, undefined, "the late block changed nothing");
+  });
+
+  test("a worker auth blocked takes no tips by id, as their codes take none; unblocked, they do again", async () => {
+    const worker = randomUUID();
+    const pay = h.t.client(PaymentService);
+    const tipBy = () => pay.createTip({ idempotencyKey: key(), recipient: { case: "workerId", value: worker }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() } });
+    const changed = (blocked: boolean, at: Date) => blockChanged(h, worker, blocked, at, randomUUID());
+    const finance = h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["finance"] });
+    const blockedAt = new Date();
+    await changed(true, blockedAt);
+    await eventually(async () => (await finance.getPayoutHold({ workerId: worker })).hold, "the block read (it holds the payouts)");
+    const pushes = h.sim.transactions().length;
+    const refused = await tipBy().then(() => undefined, (e) => ConnectError.from(e));
+    assert.deepEqual([refused?.code, refused?.rawMessage], [Code.FailedPrecondition, "worker_id: this worker is not taking tips"]);
+    assert.equal(h.sim.transactions().length, pushes, "no prompt sent");
+    await changed(false, new Date(blockedAt.getTime() + 1000));
+    await eventually(async () => (await outcome(tipBy())) === "ok" || undefined, "tips taken once unblocked");
   });
 
   test("a direct call without the device step-up: the service itself refuses every declared money action, and nothing changes", async () => {

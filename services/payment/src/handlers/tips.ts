@@ -7,6 +7,7 @@ import { TIP_STATUS_CODE, tipMessage } from "../convert.js";
 import { createCardTip } from "../cards/tips.js";
 import { isPartner, requirePartnerLinked, tipKeyOf } from "../partner-access.js";
 import { qrClient } from "../peer-clients.js";
+import { accountBlocked } from "../stores/payout-settings.js";
 import { rateTip, tipById, tipOf, workerTips, type Tip } from "../stores/tips.js";
 import { createTip, isFinal, type Deps, type TipRow } from "../tips.js";
 import { locale, nextChange, type PaymentHandlerContext } from "./context.js";
@@ -64,6 +65,9 @@ async function recipientOf(deps: Deps, req: CreateTipRequest, amountMinor: bigin
     }
     Object.assign(recipient, { workerId: target.workerId, venueId: target.venueId, qrCodeId: target.qrCodeId });
   } else if (req.recipient.case === "workerId") {
+    // qr refuses a blocked worker's codes; a tip by id does not pass qr, and a blocked account (often for fraud)
+    // kept taking tips that way.
+    if (await accountBlocked(deps.ctx.pool, req.recipient.value)) throw new InvalidStateError("worker_id: this worker is not taking tips");
     recipient.workerId = req.recipient.value;
   }
   // A partner tips only for its linked workers and venues.

@@ -119,6 +119,12 @@ export async function holdPayoutsForBlock(tx: Queryable, workerId: string, reaso
   );
 }
 
+/** Whether auth has the worker's account blocked, as payment last heard (startBlockedUserHolds). */
+export async function accountBlocked(db: Queryable, workerId: string): Promise<boolean> {
+  const { rowCount } = await db.query("SELECT 1 FROM payment.payout_settings WHERE worker_id = $1 AND account_blocked", [workerId]);
+  return rowCount! > 0;
+}
+
 /**
  * Auth unblocked the worker: their payouts may be released again (the hold stays: an admin releases it). Recorded
  * with its time even with no row yet, so that a block delivered after it, though older, changes nothing.
