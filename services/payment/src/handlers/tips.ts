@@ -78,7 +78,8 @@ async function recipientOf(deps: Deps, req: CreateTipRequest, amountMinor: bigin
 /**
  * The recipient of a tip already placed under this key, when its checks now fail (the code revoked, qr out of reach,
  * the partner unlinked since): a retry after a lost answer gets its tip, whose prompt may be on the customer's phone,
- * not a refusal. The rest of the request is compared as for any replay (ALREADY_EXISTS). Otherwise the checks' error.
+ * not a refusal. The rest of the request is compared as for any replay (ALREADY_EXISTS); a code is not, as a refused
+ * code's id is not known here. Otherwise the checks' error.
  */
 async function placedRecipient(deps: Deps, req: CreateTipRequest, key: string, caller: Principal | undefined, err: unknown): Promise<Recipient> {
   const { rows } = await deps.ctx.pool.query<Pick<TipRow, "worker_id" | "venue_id" | "qr_code_id">>(
