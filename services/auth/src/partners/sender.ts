@@ -58,6 +58,8 @@ interface Claimed extends DeliveryRow {
   secret_sealed: string;
   /** The secret a rotation replaced, while it still signs. */
   previous_secret_sealed: string | null;
+  /** The secret before that one, while it still signs (rotated twice within its time). */
+  older_secret_sealed: string | null;
   key_revoked: boolean;
   subscription_deleted: boolean;
   consent_held: boolean;
@@ -188,7 +190,8 @@ export class WebhookSender {
               next_attempt_at = $4::timestamptz + make_interval(secs => $2::double precision / 1000)
          FROM due, auth.partner_webhook_subscriptions s, auth.partner_api_keys k
         WHERE d.delivery_id = due.delivery_id AND s.subscription_id = d.subscription_id AND k.key_id = d.key_id
-       RETURNING ${CLAIMED_COLUMNS}, s.url, s.secret_sealed, CASE WHEN s.previous_secret_expires_at > $4 THEN s.previous_secret_sealed END AS previous_secret_sealed, k.revoked_at IS NOT NULL AS key_revoked, s.deleted_at IS NOT NULL AS subscription_deleted,
+       RETURNING ${CLAIMED_COLUMNS}, s.url, s.secret_sealed, CASE WHEN s.previous_secret_expires_at > $4 THEN s.previous_secret_sealed END AS previous_secret_sealed,
+         CASE WHEN s.older_secret_expires_at > $4 THEN s.older_secret_sealed END AS older_secret_sealed, k.revoked_at IS NOT NULL AS key_revoked, s.deleted_at IS NOT NULL AS subscription_deleted,
          (d.worker_id IS NULL OR EXISTS (SELECT 1 FROM auth.partner_consents c WHERE c.worker_id = d.worker_id AND c.key_id = d.key_id
            AND c.revoked_at IS NULL AND $3::smallint = ANY (c.scopes))) AS consent_held`,
       [limit, leaseMs, ConsentScope.PAYOUTS, new Date(this.clock.now()), busy, room],
@@ -243,7 +246,7 @@ export class WebhookSender {
   private async post(d: Claimed): Promise<{ status: number; error: string }> {
     let secrets: string[];
     try {
-      secrets = [d.secret_sealed, ...(d.previous_secret_sealed ? [d.previous_secret_sealed] : [])].map((sealed) => this.o.sealer.open(sealed));
+      secrets = [d.secret_sealed, d.previous_secret_sealed, d.older_secret_sealed].filter((sealed) => sealed !== null).map((sealed) => this.o.sealer.open(sealed));
     } catch {
       return { status: 0, error: "the subscription's secret cannot be opened (AUTH_KEY_ENCRYPTION_SECRET changed?)" };
     }

@@ -99,17 +99,18 @@ export function webhookHandlers(core: AuthCore, resolve: HostResolver): Partial<
         // Another key's subscription is as unknown as a missing one.
         if (!rows[0]) throw new NotFoundError(`subscription_id: no subscription ${req.subscriptionId} for this key`);
         if (!rows[0].live) throw new InvalidStateError("subscription_id: the subscription was deleted; it sends nothing to sign");
-        // The secret replaced signs beside the new one until then; with no time given it signs nothing more. Rotated
-        // again while the one before it still signs, that one stays (until its time, or this rotation's if sooner):
-        // a second rotation (a retry under a new key after a lost answer) dropped it, and deliveries failed at a
-        // receiver not yet moved, whose partner had been promised it for the whole period.
+        // The secret replaced signs beside the new one until then; with no time given, neither it nor any before it
+        // signs more. Rotated again while the one before still signs, that one signs on too (until its time, or
+        // this rotation's if sooner): a receiver not yet moved holds it (the second rotation a retry after a lost
+        // answer), and one moved holds the replaced one. Before, one of the two was dropped and its deliveries failed.
+        // A delivery carries three signatures at most: a third rotation within the time drops the oldest.
         const { rows: [rotated] } = await tx.query<SubscriptionRow>(
           `UPDATE auth.partner_webhook_subscriptions
-              SET previous_secret_sealed = CASE WHEN $3::bigint <= 0 THEN NULL
-                    WHEN previous_secret_expires_at > $4 THEN previous_secret_sealed ELSE secret_sealed END,
-                  -- LEAST passes over a NULL: a secret before it that no longer signs leaves this rotation's time.
-                  previous_secret_expires_at = CASE WHEN $3::bigint > 0 THEN LEAST(CASE WHEN previous_secret_expires_at > $4 THEN previous_secret_expires_at END,
-                    $4::timestamptz + make_interval(secs => $3::double precision / 1000)) END,
+              SET older_secret_sealed = CASE WHEN $3::bigint > 0 AND previous_secret_expires_at > $4 THEN previous_secret_sealed END,
+                  older_secret_expires_at = CASE WHEN $3::bigint > 0 AND previous_secret_expires_at > $4
+                    THEN LEAST(previous_secret_expires_at, $4::timestamptz + make_interval(secs => $3::double precision / 1000)) END,
+                  previous_secret_sealed = CASE WHEN $3::bigint > 0 THEN secret_sealed END,
+                  previous_secret_expires_at = CASE WHEN $3::bigint > 0 THEN $4::timestamptz + make_interval(secs => $3::double precision / 1000) END,
                   secret_sealed = $2
             WHERE subscription_id = $1 RETURNING ${SUBSCRIPTION_COLUMNS}`,
           [req.subscriptionId, core.sealer.seal(secret), validMs, new Date(clockOf(core.ctx).now())],

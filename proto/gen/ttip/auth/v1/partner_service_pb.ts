@@ -614,6 +614,8 @@ export const PartnerService: GenService<{
    * The secret replaced still signs deliveries, beside the new one (a second
    * v1= in the signature header, which the SDKs' verifiers accept), for
    * previous_secret_valid_seconds: receivers move to the new secret meanwhile.
+   * Rotated again within that time, the secret before it signs on too, until
+   * its own time (or the new rotation's, if sooner): three signatures at most.
    *
    * @generated from rpc ttip.auth.v1.PartnerService.RotateWebhookSecret
    */

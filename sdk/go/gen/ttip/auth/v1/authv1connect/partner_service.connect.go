@@ -90,6 +90,8 @@ type PartnerServiceClient interface {
 	// The secret replaced still signs deliveries, beside the new one (a second
 	// v1= in the signature header, which the SDKs' verifiers accept), for
 	// previous_secret_valid_seconds: receivers move to the new secret meanwhile.
+	// Rotated again within that time, the secret before it signs on too, until
+	// its own time (or the new rotation's, if sooner): three signatures at most.
 	RotateWebhookSecret(context.Context, *connect.Request[v1.RotateWebhookSecretRequest]) (*connect.Response[v1.RotateWebhookSecretResponse], error)
 	// Scope webhooks:read. This key's deliveries, newest first.
 	ListWebhookDeliveries(context.Context, *connect.Request[v1.ListWebhookDeliveriesRequest]) (*connect.Response[v1.ListWebhookDeliveriesResponse], error)
@@ -220,6 +222,8 @@ type PartnerServiceHandler interface {
 	// The secret replaced still signs deliveries, beside the new one (a second
 	// v1= in the signature header, which the SDKs' verifiers accept), for
 	// previous_secret_valid_seconds: receivers move to the new secret meanwhile.
+	// Rotated again within that time, the secret before it signs on too, until
+	// its own time (or the new rotation's, if sooner): three signatures at most.
 	RotateWebhookSecret(context.Context, *connect.Request[v1.RotateWebhookSecretRequest]) (*connect.Response[v1.RotateWebhookSecretResponse], error)
 	// Scope webhooks:read. This key's deliveries, newest first.
 	ListWebhookDeliveries(context.Context, *connect.Request[v1.ListWebhookDeliveriesRequest]) (*connect.Response[v1.ListWebhookDeliveriesResponse], error)

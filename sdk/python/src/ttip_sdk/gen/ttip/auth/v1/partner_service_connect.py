@@ -63,6 +63,8 @@ class PartnerService(Protocol):
         The secret replaced still signs deliveries, beside the new one (a second
         v1= in the signature header, which the SDKs' verifiers accept), for
         previous_secret_valid_seconds: receivers move to the new secret meanwhile.
+        Rotated again within that time, the secret before it signs on too, until
+        its own time (or the new rotation's, if sooner): three signatures at most.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -285,6 +287,8 @@ class PartnerServiceClient(ConnectClient):
         The secret replaced still signs deliveries, beside the new one (a second
         v1= in the signature header, which the SDKs' verifiers accept), for
         previous_secret_valid_seconds: receivers move to the new secret meanwhile.
+        Rotated again within that time, the secret before it signs on too, until
+        its own time (or the new rotation's, if sooner): three signatures at most.
         """
         return await self.execute_unary(
             request=request,
@@ -409,6 +413,8 @@ class PartnerServiceSync(Protocol):
         The secret replaced still signs deliveries, beside the new one (a second
         v1= in the signature header, which the SDKs' verifiers accept), for
         previous_secret_valid_seconds: receivers move to the new secret meanwhile.
+        Rotated again within that time, the secret before it signs on too, until
+        its own time (or the new rotation's, if sooner): three signatures at most.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -629,6 +635,8 @@ class PartnerServiceClientSync(ConnectClientSync):
         The secret replaced still signs deliveries, beside the new one (a second
         v1= in the signature header, which the SDKs' verifiers accept), for
         previous_secret_valid_seconds: receivers move to the new secret meanwhile.
+        Rotated again within that time, the secret before it signs on too, until
+        its own time (or the new rotation's, if sooner): three signatures at most.
         """
         return self.execute_unary(
             request=request,
