@@ -6,7 +6,7 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code } from "@connectrpc/connect";
 import { paymentMetrics } from "./metrics.js";
-import { asConnectError, clockOf, ConcurrentChangeError, decimalMinor, DependencyUnavailableError, emitEvent, formatMoney, IdempotencyConflictError, InvalidStateError, lockForTransaction, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
+import { asConnectError, clockOf, ConcurrentChangeError, decimalMinor, DependencyUnavailableError, emitEvent, formatMoney, IdempotencyConflictError, InvalidStateError, lockForTransaction, maskPhone, NotConfiguredError, type Queryable, withTransaction } from "@ttip/runtime";
 import { PayoutFailedSchema, PayoutSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { callbackUrl, newCallbackToken } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
@@ -105,9 +105,19 @@ async function insertWithdrawal(deps: PayoutDeps, p: NewPayout, feeMinor: bigint
   }
 }
 
+/**
+ * Refused before a payout is stored: one stored on a deployment without M-Pesa stayed pending for good (told to the
+ * worker as refused), kept their automatic payouts waiting on it, and went out when M-Pesa was set up, days later.
+ */
+export function requirePayoutsConfigured(deps: PayoutDeps): void {
+  const config = deps.config();
+  if (!config.daraja || !config.callbackBaseUrl) throw new NotConfiguredError("M-Pesa payouts are not configured on this deployment (DARAJA_BASE_URL, PAYMENT_CALLBACK_BASE_URL)");
+}
+
 /** A worker's withdrawal (RequestPayout): creates (or finds, by key) its payout and drives it as far as it can go now. */
 export async function startPayout(deps: PayoutDeps, p: NewPayout): Promise<Payout> {
   const { pool } = deps.ctx;
+  requirePayoutsConfigured(deps);
   const fee = await deps.ledger.payoutFee(p.amountMinor);
   let payout = await insertWithdrawal(deps, p, fee);
   if (payout) paymentMetrics(deps.ctx.metrics).payouts.inc({ status: "requested" });
@@ -131,6 +141,7 @@ export async function startPayout(deps: PayoutDeps, p: NewPayout): Promise<Payou
  */
 async function startAutomaticPayout(deps: PayoutDeps, p: NewPayout, balanceReadAt: Date): Promise<Payout | undefined> {
   const { pool } = deps.ctx;
+  requirePayoutsConfigured(deps);
   const fee = await deps.ledger.payoutFee(p.amountMinor);
   const payout = await withTransaction(pool, async (tx) => {
     // Held to the commit (one statement after it); the check after it sees every payout inserted before.

@@ -71,6 +71,27 @@ describe("withdrawals by RequestPayout", () => {
     assert.equal(h.sim.transactions().filter((t) => t.kind === "b2c" && t.phone === `254${request.mpesaPhone.slice(1)}`).length, 1);
   });
 
+  test("without M-Pesa payouts configured a withdrawal is refused before anything is stored or the step-up spent", async () => {
+    const { worker, stepUp, me } = await tippedWorkerWithDevice();
+    const token = await stepUp();
+    const request = { idempotencyKey: randomUUID(), amount: KES(50), mpesaPhone: phone(), stepUpToken: token };
+    const daraja = h.config.daraja;
+    h.config.daraja = undefined;
+    let refused: ConnectError;
+    try {
+      refused = await me.requestPayout(request).then(() => assert.fail("paid out"), (e: unknown) => ConnectError.from(e));
+    } finally {
+      h.config.daraja = daraja;
+    }
+    assert.deepEqual([refused.code, refused.rawMessage], [Code.FailedPrecondition, "M-Pesa payouts are not configured on this deployment (DARAJA_BASE_URL, PAYMENT_CALLBACK_BASE_URL)"]);
+    // Before, the payout was stored and left pending for good, and went out once M-Pesa was set up.
+    assert.equal((await me.listPayouts({})).payouts.length, 0, "nothing stored");
+    assert.equal(await h.balance(worker), 9500n, "nothing held");
+    // Configured again, the same request goes through on the same token: it was not spent.
+    const { payout } = await me.requestPayout(request);
+    await eventually(async () => (await me.getPayout({ payoutId: payout!.payoutId })).payout!.status === PayoutStatus.SUCCEEDED, "paid");
+  });
+
   test("a verified withdrawal is held, sent once and settled; a retry returns it; a spent token is refused", async () => {
     const { worker, stepUp, me } = await tippedWorkerWithDevice();
     const to = phone();

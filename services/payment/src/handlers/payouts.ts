@@ -10,7 +10,7 @@ import { B2C_MIN_KES, B2C_MIN_MINOR } from "../daraja/client.js";
 import { defaultPhone } from "../methods.js";
 import { kes } from "../money.js";
 import { automaticPayoutsFrom, PAYOUT_NUMBER_COOLING_OFF_MS } from "../payout-number-cooling.js";
-import { payoutChangeKey, startPayout } from "../payouts.js";
+import { payoutChangeKey, requirePayoutsConfigured, startPayout } from "../payouts.js";
 import { payoutSettingsOf, putPayoutSettings, type PayoutSettings } from "../stores/payout-settings.js";
 import { loadPayout, payoutByIdempotencyKey, workerPayouts } from "../stores/payouts.js";
 import { nextChange, type PaymentHandlerContext } from "./context.js";
@@ -110,6 +110,8 @@ function requestPayoutHandler(h: PaymentHandlerContext): Impl["requestPayout"] {
       if (existing.amount.amountMinor !== amountMinor || (given && existing.phone !== given)) throw new IdempotencyConflictError(req.idempotencyKey, "payout");
       return { payout: payoutMessage(existing), replayed: true };
     }
+    // Before the step-up token is spent on a withdrawal that cannot be stored.
+    requirePayoutsConfigured(deps);
     const settings = await payoutSettingsOf(pool, caller.subject);
     const phone = given || settings?.payout_phone || (await defaultPhone(pool, caller.subject));
     if (!phone) throw new InvalidStateError("mpesa_phone: no payout number registered; pass one or set it in payout settings");
