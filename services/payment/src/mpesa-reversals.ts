@@ -120,7 +120,7 @@ async function reversalUnderKey(deps: Deps, tip: ReversibleTip, input: ReverseIn
   const paid = reversibleAmount(tip);
   if (asked?.currency !== undefined && asked.currency !== "KES") throw fieldError("amount", "the tip was paid in KES");
   if (asked && asked.amountMinor !== paid) throw fieldError("amount", `M-Pesa gives a payment back whole: ${formatMoney(paid, "KES")}, or leave it unset`);
-  await withTransaction(pool, async (tx) => {
+  const key = await withTransaction(pool, async (tx) => {
     const { rows: [locked] } = await tx.query<{ rejection_claim: string | null; mpesa_receipt: string | null }>(
       "SELECT rejection_claim, mpesa_receipt FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
     // The payment reversed is the tip's as it is now: a late callback may have given it its push's receipt since it was
@@ -140,18 +140,18 @@ async function reversalUnderKey(deps: Deps, tip: ReversibleTip, input: ReverseIn
     }
     const { rows: [live] } = await tx.query<{ idempotency_key: string; status: string }>(
       "SELECT idempotency_key, status FROM payment.mpesa_reversals WHERE tip_id = $1 AND status <> 'failed' AND idempotency_key <> $2 LIMIT 1", [tip.tip_id, input.idempotencyKey]);
-    if (live) {
-      throw new InvalidStateError(live.status === "reversed"
-        ? "tip_id: this tip's payment was reversed already"
-        : `tip_id: this tip's payment is being reversed; retry with its idempotency key "${live.idempotency_key}" to follow it`);
-    }
+    if (live?.status === "reversed") throw new InvalidStateError("tip_id: this tip's payment was reversed already");
+    // Another request for the tip's reversal under a new key follows the one under way, as its retry would: its key
+    // lived only in the screen that asked, and one left new (the wallet did not answer) could be finished by nothing else.
+    if (live) return live.idempotency_key;
     await tx.query(
       `INSERT INTO payment.mpesa_reversals (reversal_id, tip_id, idempotency_key, receipt, amount_minor, wallet_minor, status, reason, requested_by, callback_token)
        VALUES ($1, $2, $3, $4, $5, $6, 'new', $7, $8, $9) ON CONFLICT (tip_id, idempotency_key) DO NOTHING`,
       [randomUUID(), tip.tip_id, input.idempotencyKey, tip.mpesa_receipt, paid, declinedInSuspense(tip) ? 0n : tip.worker_receives_minor, input.reason, input.requestedBy, newCallbackToken()],
     );
+    return input.idempotencyKey;
   });
-  return (await reversalByKey(pool, tip.tip_id, input.idempotencyKey))!;
+  return (await reversalByKey(pool, tip.tip_id, key))!;
 }
 
 /**
@@ -376,7 +376,7 @@ export async function followUpReversals(deps: Deps, limit: number): Promise<numb
 /**
  * A tip's reversal left new for long: its admin's RefundTip met a wallet that did not answer and was not retried. The
  * wallet may hold its entry (the worker's balance shows it) while nothing went to M-Pesa: support is told, once, to
- * retry under its key, which finishes it. Not resumed here: its wallet step may have been refused for good.
+ * reverse the tip again, which finishes it. Not resumed here: its wallet step may have been refused for good.
  */
 async function alertUnfinishedRefunds(deps: Deps, limit: number): Promise<void> {
   const { rows } = await pool(deps).query<ReversalRow>(
@@ -387,7 +387,7 @@ async function alertUnfinishedRefunds(deps: Deps, limit: number): Promise<void> 
     const subject = await subjectOf(deps, reversal);
     await alertOnce(deps, subject, reversal,
       `the refund of ${subject.label} (${formatMoney(reversal.amount_minor, "KES")}) was asked by ${reversal.requested_by} and never finished: ` +
-        `the wallet did not answer, nothing went to M-Pesa. Retry RefundTip with the idempotency key "${reversal.idempotency_key}" to finish it`, "new");
+        `the wallet did not answer, nothing went to M-Pesa. Reverse the tip again (RefundTip, under any key) to finish it`, "new");
   }
 }
 
