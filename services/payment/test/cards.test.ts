@@ -1357,6 +1357,7 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     // Before, the pass looked only at pending tips: the authorisation stayed until it lapsed.
     await internal.reconcilePending({ limit: 100 });
     assert.equal(h.stripe.paymentIntent(paymentId)!.status, "canceled");
+    assert.equal(h.stripe.paymentIntent(paymentId)!.cancellation_reason, "fraudulent", "refused by the rules");
     assert.deepEqual(cancels().map((q) => q.idempotencyKey), [`ttip-tip-${tipId}-cancel`]);
     h.clock.advance(601_000);
     await internal.reconcilePending({ limit: 100 });
@@ -1385,5 +1386,7 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     const t = await status(tipId);
     assert.deepEqual([t.status, t.resultCode], [TipStatus.EXPIRED, "expired"]);
     assert.equal(h.stripe.paymentIntent(paymentId)?.status, "canceled", "cancelled at Stripe, so it cannot be paid after");
+    // A customer who walked away, not a fraud: Stripe was told "fraudulent" for every cancel.
+    assert.equal(h.stripe.paymentIntent(paymentId)?.cancellation_reason, "abandoned");
   });
 });

@@ -32,7 +32,7 @@ describe("Stripe requests are shaped as Stripe's API accepts them (stripe-mock)"
     assert.equal(got.id.startsWith("pi_"), true);
     const captured = await stripe.capture(created.id, "ttip-shape-capture");
     assert.match(captured.id, /^pi_/);
-    const canceled = await stripe.cancel(created.id, "ttip-shape-cancel");
+    const canceled = await stripe.cancel(created.id, "ttip-shape-cancel", "refused");
     assert.match(canceled.id, /^pi_/);
     const refund = await stripe.refund({ paymentId: created.id, amountMinor: 400n, currency: "USD", idempotencyKey: "ttip-shape-refund", reason: "customer asked" });
     assert.match(refund.refundId, /^re_/);

@@ -103,8 +103,11 @@ export interface CardProvider {
   retrieve(paymentId: string): Promise<CardPayment>;
   /** Takes the authorised money (manual capture, after the fraud rules). */
   capture(paymentId: string, idempotencyKey: string): Promise<CardPayment>;
-  /** Voids an authorisation the fraud rules refused; the customer is not charged. */
-  cancel(paymentId: string, idempotencyKey: string): Promise<CardPayment>;
+  /**
+   * Voids a payment not taken: an authorisation the fraud rules refused, or one the customer left unpaid past its
+   * deadline (`why`: what the provider is told, where it asks). The customer is not charged.
+   */
+  cancel(paymentId: string, idempotencyKey: string, why: "refused" | "abandoned"): Promise<CardPayment>;
   refund(input: { paymentId: string; chargeId?: string; amountMinor: bigint; currency: string; idempotencyKey: string; reason: string }): Promise<{ refundId: string; status: string }>;
   /** Verifies and parses a webhook from its raw body and headers. */
   parseWebhook(rawBody: Buffer, headers: Record<string, string | string[] | undefined>): Promise<CardEvent>;

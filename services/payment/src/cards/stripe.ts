@@ -74,8 +74,10 @@ export class StripeCardProvider implements CardProvider {
     return toPayment(await this.call(() => this.stripe.paymentIntents.capture(paymentId, { expand: ["latest_charge"] }, { idempotencyKey })));
   }
 
-  async cancel(paymentId: string, idempotencyKey: string): Promise<CardPayment> {
-    return toPayment(await this.call(() => this.stripe.paymentIntents.cancel(paymentId, { cancellation_reason: "fraudulent" }, { idempotencyKey })));
+  async cancel(paymentId: string, idempotencyKey: string, why: "refused" | "abandoned"): Promise<CardPayment> {
+    // A customer who walked away is not reported to Stripe as fraud (its Radar learns from the reason).
+    const cancellationReason = why === "refused" ? "fraudulent" : "abandoned";
+    return toPayment(await this.call(() => this.stripe.paymentIntents.cancel(paymentId, { cancellation_reason: cancellationReason }, { idempotencyKey })));
   }
 
   async refund(input: { paymentId: string; amountMinor: bigint; currency?: string; idempotencyKey: string; reason: string }): Promise<{ refundId: string; status: string }> {

@@ -361,7 +361,7 @@ async function authorise(deps: Deps, provider: CardProvider, tip: CardTipRow, pa
   if (decision === "credited") return "duplicate";
   try {
     if (decision === "cancel") {
-      await provider.cancel(payment.id, `ttip-tip-${tip.tip_id}-cancel`);
+      await provider.cancel(payment.id, `ttip-tip-${tip.tip_id}-cancel`, "refused");
       await cancelDone(deps.ctx.pool, tip.tip_id);
       return "refused";
     }
@@ -529,7 +529,7 @@ export async function reconcileCardTips(deps: Deps, limit: number): Promise<{ ch
       else if (past && r === "declined" && payment.status === "authorized") {
         if (await failCardTip(deps, tip.tip_id, "card_declined")) settled++;
       } else if (past && (payment.status === "awaiting_customer" || payment.status === "requires_action")) {
-        await provider.cancel(payment.id, `ttip-tip-${tip.tip_id}-expire`);
+        await provider.cancel(payment.id, `ttip-tip-${tip.tip_id}-expire`, "abandoned");
         if (await failCardTip(deps, tip.tip_id, "expired")) settled++;
       }
     } catch (err) {
