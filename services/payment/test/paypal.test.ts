@@ -197,6 +197,8 @@ describe("card tips by PayPal (Orders v2) behind the same card-provider interfac
       hold.release();
     }
     const done = (await first) as { refundId: string };
+    // The payer reads PayPal's note, not the admin's reason.
+    assert.deepEqual(refunds().map((q) => (q.body as { note_to_payer?: string }).note_to_payer), ["A refund of your tip through TTIP."]);
     const again = await adminClient.refundTip(ask);
     assert.equal(again.refundId, done.refundId, "retried, the refund made");
     assert.equal(again.tip!.refunded!.amountMinor, 500n);

@@ -23,6 +23,8 @@ export interface PayPalRequest {
   method: string;
   path: string;
   requestId?: string;
+  /** The JSON body sent, if any. */
+  body?: unknown;
 }
 
 /** Deliveries per webhook event, the first included. */

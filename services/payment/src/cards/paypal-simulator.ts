@@ -74,8 +74,8 @@ async function apiCall(sim: PayPalSimState, req: http.IncomingMessage, path: str
   }
   const method = req.method ?? "GET";
   const requestId = req.headers["paypal-request-id"] as string | undefined;
-  sim.requests.push({ method, path, requestId });
   const body = raw ? JSON.parse(raw) : {};
+  sim.requests.push({ method, path, requestId, body });
   if (method !== "POST" || !requestId || path === VERIFY_WEBHOOK_PATH) return paypalApi(sim, method, path, body);
   if (sim.inFlight.has(requestId)) {
     return paypalError(422, "UNPROCESSABLE_ENTITY", "PREVIOUS_REQUEST_IN_PROGRESS", "A previous request on this resource is currently in progress. Please wait for some time and try again.");

@@ -23,6 +23,8 @@ export interface PayPalConfig {
 
 /** Currencies with no minor unit at PayPal (none of ours, but amounts are formatted by it). */
 const ZERO_DECIMAL = new Set(["JPY", "HUF", "TWD"]);
+/** What a refunded payer reads in PayPal beside the refund. */
+const PAYER_REFUND_NOTE = "A refund of your tip through TTIP.";
 
 export function paypalValue(minor: bigint, currency: string): string {
   if (ZERO_DECIMAL.has(currency)) return minor.toString();
@@ -111,7 +113,8 @@ export class PayPalCardProvider implements CardProvider {
     if (!captureId) throw new CardProviderError("the order has no capture to refund", "rejected");
     const r = await this.call<{ id: string; status: string }>("POST", `/v2/payments/captures/${encodeURIComponent(captureId)}/refund`, input.idempotencyKey, {
       amount: { currency_code: input.currency, value: paypalValue(input.amountMinor, input.currency) },
-      note_to_payer: input.reason.slice(0, 255),
+      // The payer's words, not the admin's reason (which may name a worker or a suspicion): that stays in our records.
+      note_to_payer: PAYER_REFUND_NOTE,
     });
     return { refundId: r.id, status: r.status };
   }
