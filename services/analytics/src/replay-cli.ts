@@ -3,12 +3,13 @@
 // The day is taken at midnight East Africa Time. Live consumers may keep
 // running: they wait while it runs and skip what it applied.
 import { z } from "zod";
-import { ConfigError, createLogger, createPool, env, JetStreamBus, loadConfig, migrate } from "@ttip/runtime";
+import { ConfigError, createLogger, createPool, env, JetStreamBus, loadConfig, migrate, nairobiDayStart } from "@ttip/runtime";
 import { fileURLToPath } from "node:url";
 import { replay, ReplayBeyondStreamError } from "./replay.js";
 
-const from = new Date(`${process.argv[2] ?? ""}T00:00:00+03:00`);
-if (!/^\d{4}-\d{2}-\d{2}$/.test(process.argv[2] ?? "") || Number.isNaN(from.getTime())) {
+// A day no calendar has is refused: read as Date reads it, 2026-02-31 rebuilt from 3 March, and the days meant stayed wrong.
+const from = nairobiDayStart(process.argv[2] ?? "");
+if (!from) {
   console.error("usage: npm run analytics:replay -- <YYYY-MM-DD>   (the first day to rebuild, East Africa Time)");
   process.exit(2);
 }

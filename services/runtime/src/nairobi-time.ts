@@ -20,3 +20,13 @@ export function nairobiDay(instant: Date | number): string {
   const ms = typeof instant === "number" ? instant : instant.getTime();
   return new Date(ms + NAIROBI_OFFSET_MS).toISOString().slice(0, 10);
 }
+
+/**
+ * The first instant of a Nairobi day written YYYY-MM-DD; undefined for anything else, a day no calendar has
+ * ("2026-02-31", which Date rolls over into March) among them.
+ */
+export function nairobiDayStart(day: string): Date | undefined {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(day)) return undefined;
+  const start = new Date(`${day}T00:00:00+03:00`);
+  return !Number.isNaN(start.getTime()) && nairobiDay(start) === day ? start : undefined;
+}
