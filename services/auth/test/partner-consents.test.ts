@@ -74,6 +74,23 @@ describe("partner consents and consent-gated reads", () => {
     });
   });
 
+  test("a peer out of reach is told as UNAVAILABLE without its address; a peer's refusal of the request is told as it is", async () => {
+    // A worker of its own: the other tests' consents stay as they are.
+    const consenting = await h.addWorker();
+    await h.consents(consenting).grantPartnerConsent({ keyId: bookings.keyId, scopes: [ConsentScope.PAYOUTS, ConsentScope.STATEMENTS] });
+    const payment = h.peerAt("payment", "http://127.0.0.1:1");
+    let refused: Awaited<ReturnType<typeof failure>>;
+    try {
+      refused = await failure(h.partner(bookings).listWorkerPayouts({ workerId: consenting }));
+    } finally {
+      h.peerAt("payment", payment!);
+    }
+    // Before, the transport's own words reached the partner: "connect ECONNREFUSED 127.0.0.1:1".
+    assert.deepEqual(refused, { code: Code.Unavailable, message: "the worker's payouts cannot be read right now; retry shortly" });
+    const noWallet = await failure(h.partner(bookings).getWorkerStatement({ workerId: consenting, ...month }));
+    assert.deepEqual(noWallet, { code: Code.NotFound, message: "currency: you have no KES wallet" });
+  });
+
   test("a statement request with several wrong fields is refused naming each of them, not the first and '1 more violation'", async () => {
     const refused = await failure(h.partner(bookings).getWorkerStatement({ workerId: "not-a-uuid", year: 1999, month: 13, currency: "KES" }));
     assert.equal(refused.code, Code.InvalidArgument);

@@ -153,6 +153,8 @@ export interface PartnerHarness {
   addWorker(): Promise<string>;
   /** Publishes an event as payment's outbox relay would. */
   publish<D extends DescMessage>(schema: D, init: Omit<MessageInitShape<D>, "meta" | "$typeName">): Promise<string>;
+  /** Points auth's calls to the service `name` at `url` (a port nothing listens on: the peer out of reach); returns where they went. */
+  peerAt(name: string, url: string): string | undefined;
   close(): Promise<void>;
 }
 
@@ -215,6 +217,11 @@ export async function startPartnerHarness(options: { env?: Record<string, string
     db,
     ctx,
     clock,
+    peerAt: (name, url) => {
+      const was = urls.get(name);
+      urls.set(name, url);
+      return was;
+    },
     bus,
     gateway,
     receiver,

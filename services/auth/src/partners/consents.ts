@@ -1,5 +1,5 @@
-import { createClient, type ServiceImpl } from "@connectrpc/connect";
-import { callerHeaders, decodeTimeIdToken, keysetPage, keysetTime, NotFoundError, pageSize, PermissionDeniedError, type Queryable, requireCaller, withTransaction } from "@ttip/runtime";
+import { Code, createClient, type ServiceImpl } from "@connectrpc/connect";
+import { asConnectError, callerHeaders, decodeTimeIdToken, DependencyUnavailableError, keysetPage, keysetTime, NotFoundError, pageSize, PermissionDeniedError, type Queryable, requireCaller, withTransaction } from "@ttip/runtime";
 import { ConsentScope } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import type { PartnerConsentService, PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -107,18 +107,38 @@ export function consentedReadHandlers(core: AuthCore): Partial<ServiceImpl<typeo
     async listWorkerPayouts(req, ctx) {
       const key = await callingKey(pool, ctx);
       await requireConsent(pool, req.workerId, key.keyId, ConsentScope.PAYOUTS);
-      const res = await createClient(PaymentService, peers("payment")).listPayouts({ page: req.page, status: req.status }, asWorker(req.workerId));
+      const res = await askedOfPeer(core, "payouts", () =>
+        createClient(PaymentService, peers("payment")).listPayouts({ page: req.page, status: req.status }, asWorker(req.workerId)));
       return { payouts: res.payouts, page: res.page };
     },
 
     async getWorkerStatement(req, ctx) {
       const key = await callingKey(pool, ctx);
       await requireConsent(pool, req.workerId, key.keyId, ConsentScope.STATEMENTS);
-      const statement = await createClient(WalletService, peers("wallet")).getStatement(
+      const statement = await askedOfPeer(core, "statement", () => createClient(WalletService, peers("wallet")).getStatement(
         { year: req.year, month: req.month, currency: req.currency, format: req.format },
         asWorker(req.workerId),
-      );
+      ));
       return { statement };
     },
   };
+}
+
+/** A peer's refusals of the request itself, which name its field, reach the partner as they are. */
+const REQUEST_REFUSALS = new Set([Code.InvalidArgument, Code.NotFound, Code.FailedPrecondition, Code.OutOfRange]);
+
+/**
+ * A read auth makes of a peer for a partner: its refusals of the request as they are; anything else (the peer out of
+ * reach, its own fault) logged and told as UNAVAILABLE. Its text names internal addresses and services, and the
+ * caller is outside.
+ */
+async function askedOfPeer<T>(core: AuthCore, what: string, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (err) {
+    const e = asConnectError(err);
+    if (REQUEST_REFUSALS.has(e.code)) throw e;
+    core.ctx.logger.warn({ err }, `a partner's read of a worker's ${what} failed`);
+    throw new DependencyUnavailableError(`the worker's ${what} cannot be read right now; retry shortly`);
+  }
 }
