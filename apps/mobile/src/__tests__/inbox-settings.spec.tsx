@@ -53,6 +53,17 @@ test("a settings change made offline waits on the phone and is sent when the con
   await waitFor(() => expect(phone.cache.data.has(`${gw.userId}:pending:preferences`)).toBe(false));
 });
 
+test("a change waiting offline is sent onto the settings as they are then: what the worker changed elsewhere meanwhile stays", async () => {
+  const { gw } = await tipSmsTurnedOffOffline();
+  await screen.findByText("Saved on this phone: it will be sent when you are back online.");
+  // Meanwhile, on the web app: an e-mail address and quiet hours set.
+  gw.preferences = { ...gw.preferences, email: "wanjiru@example.com", quietHoursStart: "22:00", quietHoursEnd: "06:00" };
+  gw.offline = false;
+  await waitFor(() => expect(tipSms(gw)).toBe(false), AFTER_POLLS);
+  // Before, the copy kept on the phone was sent whole, and undid both (as it brought back an address removed).
+  expect([gw.preferences.email, gw.preferences.quietHoursStart, gw.preferences.quietHoursEnd]).toEqual(["wanjiru@example.com", "22:00", "06:00"]);
+});
+
 test("a change made online just after one made offline is the one that stays: the older copy waiting is not sent after it", async () => {
   const { gw, phone } = await tipSmsTurnedOffOffline();
   await screen.findByText("Saved on this phone: it will be sent when you are back online.");

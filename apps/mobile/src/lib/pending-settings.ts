@@ -1,14 +1,31 @@
-// Settings changed without a network wait on the phone (the latest change only:
-// a settings write replaces the whole preferences, so replaying it twice is harmless)
-// and are sent when the gateway answers again; nothing the worker chose is lost.
+// Settings changed without a network wait on the phone (the latest change only) and
+// are sent when the gateway answers again; nothing the worker chose is lost. What is
+// sent is that choice (tip SMS on or off) on the preferences as they are then: the
+// copy kept is the whole preferences of the time, and sent as it was, it undid what
+// the worker changed elsewhere meanwhile (an e-mail address removed came back).
 import { create, fromJson, toJson } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
-import { PreferencesSchema, type Preferences } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { Channel, KindPreferenceSchema, PreferencesSchema, TemplateKey, type Preferences } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import type { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import type { KeyValue } from "./key-value";
 
 const slot = (userId: string) => `${userId}:pending:preferences`;
 const serialised = (prefs: Preferences) => JSON.stringify(toJson(PreferencesSchema, prefs));
+
+/** Whether tips are texted: unset (no choice made) is on. */
+export const smsOn = (p: Preferences | undefined) => p?.kinds.find((k) => k.key === TemplateKey.TIP_RECEIVED)?.channels.includes(Channel.SMS) ?? true;
+
+/** `p` with tips texted or not, the rest as it is. */
+export function withTipSms(p: Preferences, on: boolean): Preferences {
+  const next = create(PreferencesSchema, p);
+  let kind = next.kinds.find((k) => k.key === TemplateKey.TIP_RECEIVED);
+  if (!kind) {
+    kind = create(KindPreferenceSchema, { key: TemplateKey.TIP_RECEIVED, channels: [Channel.SMS, Channel.PUSH, Channel.IN_APP] });
+    next.kinds.push(kind);
+  }
+  kind.channels = on ? [...new Set([...kind.channels, Channel.SMS])] : kind.channels.filter((c) => c !== Channel.SMS);
+  return next;
+}
 
 /** Keeps `prefs` as the latest choice, replacing any older one waiting. */
 export async function queuePreferences(cache: KeyValue, userId: string, prefs: Preferences): Promise<void> {
@@ -26,14 +43,16 @@ export async function dropPreferences(cache: KeyValue, userId: string, prefs: Pr
 }
 
 /**
- * Sends the waiting change, if any; throws (and keeps it) when the gateway cannot be reached. Once sent, the copy
- * goes only if it is still the one sent: a choice made meanwhile waits to be sent in turn, not deleted unsent.
+ * Sends the waiting change, if any, on the preferences as they are now; throws (and keeps it) when the gateway
+ * cannot be reached. Once sent, the copy goes only if it is still the one sent: a choice made meanwhile waits to be
+ * sent in turn, not deleted unsent.
  */
 export async function flushPreferences(cache: KeyValue, userId: string, client: Client<typeof NotificationService>): Promise<boolean> {
   const raw = await cache.get(slot(userId));
   if (!raw) return false;
-  const prefs = fromJson(PreferencesSchema, JSON.parse(raw), { ignoreUnknownFields: true });
-  await client.updatePreferences({ preferences: create(PreferencesSchema, prefs) });
+  const chosen = fromJson(PreferencesSchema, JSON.parse(raw), { ignoreUnknownFields: true });
+  const { preferences: now } = await client.getPreferences({});
+  await client.updatePreferences({ preferences: withTipSms(now ?? create(PreferencesSchema), smsOn(chosen)) });
   if ((await cache.get(slot(userId))) === raw) await cache.delete(slot(userId));
   return true;
 }

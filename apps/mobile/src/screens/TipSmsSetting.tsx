@@ -3,7 +3,7 @@
 import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { useTransport } from "@connectrpc/connect-query";
-import { Channel, KindPreferenceSchema, PreferencesSchema, TemplateKey, type Preferences } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { PreferencesSchema, type Preferences } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { plainError } from "../lib/errors";
 import { useEffect, useState } from "react";
@@ -11,21 +11,8 @@ import { Switch, Text, View } from "react-native";
 import { useApp } from "../app-context";
 import { useI18n } from "../lib/i18n";
 import { isUnreachable } from "../lib/offline";
-import { dropPreferences, flushPreferences, pendingPreferences, queuePreferences } from "../lib/pending-settings";
+import { dropPreferences, flushPreferences, pendingPreferences, queuePreferences, smsOn, withTipSms } from "../lib/pending-settings";
 import { Button, ErrorText, styles } from "../ui";
-
-const smsOn = (p: Preferences | undefined) => p?.kinds.find((k) => k.key === TemplateKey.TIP_RECEIVED)?.channels.includes(Channel.SMS) ?? true;
-
-function withTipSms(p: Preferences, on: boolean): Preferences {
-  const next = create(PreferencesSchema, p);
-  let kind = next.kinds.find((k) => k.key === TemplateKey.TIP_RECEIVED);
-  if (!kind) {
-    kind = create(KindPreferenceSchema, { key: TemplateKey.TIP_RECEIVED, channels: [Channel.SMS, Channel.PUSH, Channel.IN_APP] });
-    next.kinds.push(kind);
-  }
-  kind.channels = on ? [...new Set([...kind.channels, Channel.SMS])] : kind.channels.filter((c) => c !== Channel.SMS);
-  return next;
-}
 
 export function TipSmsSetting() {
   const { cache, sessions } = useApp();
