@@ -5,7 +5,7 @@
 import { useMutation, useQuery } from "@connectrpc/connect-query";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { deviceRows, sessionRows, type AccessRow, type RemovableProps } from "@ttip/web-lib/access-rows";
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { Text, View } from "react-native";
 import { useApp } from "../app-context";
 import { plainError } from "../lib/errors";
@@ -64,8 +64,13 @@ function Removable({ id, title, intro, empty, rows, error, action, yes, keepMine
   const { t, locale } = useI18n();
   const [asking, setAsking] = useState<string>();
   const [busy, setBusy] = useState(false);
+  // Taken before any await: `busy` comes a render too late for a double tap, whose second call was refused (the
+  // device or session gone already) and showed an error after a removal that worked.
+  const running = useRef(false);
   const [problem, setProblem] = useState("");
   const confirm = async (row: AccessRow) => {
+    if (running.current) return;
+    running.current = true;
     setProblem("");
     setBusy(true);
     try {
@@ -74,6 +79,7 @@ function Removable({ id, title, intro, empty, rows, error, action, yes, keepMine
     } catch (err) {
       setProblem(plainError(err, locale));
     } finally {
+      running.current = false;
       setBusy(false);
     }
   };
