@@ -256,6 +256,30 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     await assert.rejects(cardTip(worker, USD(600), { key }), (e: ConnectError) => e.code === Code.AlreadyExists && /idempotency_key/.test(e.message));
   });
 
+  test("a card tip whose payment was never started is not started by its retry once the worker is blocked: the refusal stands", async () => {
+    const worker = randomUUID();
+    const key = `card-${randomUUID()}`;
+    const cardConfig = h.config.cards!;
+    const stripe = cardConfig.stripe!;
+    // Stripe out of reach: the tip is stored, its payment not made, and the customer told to retry under the key.
+    cardConfig.stripe = { ...stripe, apiBase: "http://127.0.0.1:1" };
+    let unanswered: ConnectError;
+    try {
+      unanswered = await cardTip(worker, USD(500), { key }).then(() => assert.fail("started"), (e: unknown) => ConnectError.from(e));
+    } finally {
+      cardConfig.stripe = stripe;
+    }
+    assert.equal(unanswered.code, Code.Unavailable, unanswered.message);
+    // Meanwhile auth blocked the worker (payment's copy of the block, as its consumer writes it).
+    await h.t.db.pool.query("INSERT INTO payment.payout_settings (worker_id, payouts_on_hold, account_blocked, block_changed_at) VALUES ($1, true, true, now())", [worker]);
+    const creates = () => h.stripe.requests().filter((q) => q.path === "/v1/payment_intents").length;
+    const before = creates();
+    const refused = await cardTip(worker, USD(500), { key }).then(() => undefined, (e: unknown) => ConnectError.from(e));
+    // Before, the retry was answered as the placed tip, whose replay made the payment: the blocked account was paid.
+    assert.deepEqual([refused?.code, refused?.rawMessage], [Code.FailedPrecondition, "worker_id: this worker is not taking tips"]);
+    assert.equal(creates(), before, "no payment made");
+  });
+
   test("CreateTip retried after the card was confirmed answers no client secret: nothing is left to confirm, the tip is there", async () => {
     const worker = randomUUID();
     const key = `card-${randomUUID()}`;

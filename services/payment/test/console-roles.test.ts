@@ -166,6 +166,11 @@ describe("payment admin RPCs by console role", () => {
     const refused = await tipBy().then(() => undefined, (e) => ConnectError.from(e));
     assert.deepEqual([refused?.code, refused?.rawMessage], [Code.FailedPrecondition, "worker_id: this worker is not taking tips"]);
     assert.equal(h.sim.transactions().length, pushes, "no prompt sent");
+    // A partner's link is checked first: one not linked (here: not checkable, qr is not running) learns nothing of the block.
+    const partner = h.t.client(PaymentService, { subject: randomUUID(), roles: ["partner"] });
+    const asked = await partner.createTip({ idempotencyKey: key(), recipient: { case: "workerId", value: worker }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() } })
+      .then(() => undefined, (e) => ConnectError.from(e));
+    assert.deepEqual([asked?.code, asked?.rawMessage], [Code.Unavailable, "cannot check the partner key's link right now; retry shortly"]);
     await changed(false, new Date(blockedAt.getTime() + 1000));
     await eventually(async () => (await outcome(tipBy())) === "ok" || undefined, "tips taken once unblocked");
   });

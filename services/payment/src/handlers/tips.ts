@@ -65,13 +65,15 @@ async function recipientOf(deps: Deps, req: CreateTipRequest, amountMinor: bigin
     }
     Object.assign(recipient, { workerId: target.workerId, venueId: target.venueId, qrCodeId: target.qrCodeId });
   } else if (req.recipient.case === "workerId") {
-    // qr refuses a blocked worker's codes; a tip by id does not pass qr, and a blocked account (often for fraud)
-    // kept taking tips that way.
-    if (await accountBlocked(deps.ctx.pool, req.recipient.value)) throw new InvalidStateError("worker_id: this worker is not taking tips");
     recipient.workerId = req.recipient.value;
   }
-  // A partner tips only for its linked workers and venues.
+  // A partner tips only for its linked workers and venues (first: an unlinked partner learns nothing of a worker).
   if (isPartner(caller)) await requirePartnerLinked(deps, caller.subject, recipient.workerId, recipient.venueId);
+  // qr refuses a blocked worker's codes; a tip by id does not pass qr, and a blocked account (often for fraud)
+  // kept taking tips that way.
+  if (req.recipient.case === "workerId" && (await accountBlocked(deps.ctx.pool, recipient.workerId))) {
+    throw new InvalidStateError("worker_id: this worker is not taking tips");
+  }
   return recipient;
 }
 
@@ -79,16 +81,18 @@ async function recipientOf(deps: Deps, req: CreateTipRequest, amountMinor: bigin
  * The recipient of a tip already placed under this key, when its checks now fail (the code revoked, qr out of reach,
  * the partner unlinked since): a retry after a lost answer gets its tip, whose prompt may be on the customer's phone,
  * not a refusal. The rest of the request is compared as for any replay (ALREADY_EXISTS); a code is not, as a refused
- * code's id is not known here. Otherwise the checks' error.
+ * code's id is not known here. Not a card tip with no payment yet: its replay would start the charge the checks
+ * now refuse. Otherwise the checks' error.
  */
 async function placedRecipient(deps: Deps, req: CreateTipRequest, key: string, caller: Principal | undefined, err: unknown): Promise<Recipient> {
-  const { rows } = await deps.ctx.pool.query<Pick<TipRow, "worker_id" | "venue_id" | "qr_code_id">>(
-    "SELECT worker_id, venue_id, qr_code_id FROM payment.tips WHERE idempotency_key = $1 AND customer_subject = $2",
+  const { rows } = await deps.ctx.pool.query<Pick<TipRow, "worker_id" | "venue_id" | "qr_code_id"> & { card_provider: string | null; provider_payment_id: string | null }>(
+    "SELECT worker_id, venue_id, qr_code_id, card_provider, provider_payment_id FROM payment.tips WHERE idempotency_key = $1 AND customer_subject = $2",
     [key, caller?.subject ?? ""],
   );
   const placed = rows[0];
   const sameKind = req.recipient.case === "qrCode" ? !!placed?.qr_code_id : !placed?.qr_code_id && placed?.worker_id === req.recipient.value;
-  if (!placed || !sameKind) throw err;
+  const chargeStarted = !placed?.card_provider || !!placed.provider_payment_id;
+  if (!placed || !sameKind || !chargeStarted) throw err;
   return { workerId: placed.worker_id ?? "", venueId: placed.venue_id ?? "", qrCodeId: placed.qr_code_id ?? "" };
 }
 
