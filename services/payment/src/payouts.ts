@@ -110,8 +110,12 @@ async function insertWithdrawal(deps: PayoutDeps, p: NewPayout, feeMinor: bigint
  * worker as refused), kept their automatic payouts waiting on it, and went out when M-Pesa was set up, days later.
  */
 export function requirePayoutsConfigured(deps: PayoutDeps): void {
+  if (!payoutsConfigured(deps)) throw new NotConfiguredError("M-Pesa payouts are not configured on this deployment (DARAJA_BASE_URL, PAYMENT_CALLBACK_BASE_URL)");
+}
+
+function payoutsConfigured(deps: PayoutDeps): boolean {
   const config = deps.config();
-  if (!config.daraja || !config.callbackBaseUrl) throw new NotConfiguredError("M-Pesa payouts are not configured on this deployment (DARAJA_BASE_URL, PAYMENT_CALLBACK_BASE_URL)");
+  return !!config.daraja && !!config.callbackBaseUrl;
 }
 
 /** A worker's withdrawal (RequestPayout): creates (or finds, by key) its payout and drives it as far as it can go now. */
@@ -698,6 +702,9 @@ export async function startDueAutoPayouts(deps: PayoutDeps, limit: number): Prom
 }
 
 async function startAutoPayout(deps: PayoutDeps, workerId: string, idempotencyKey: string, known?: PayoutSettings | null): Promise<AutoPayoutStart> {
+  // Nothing to pay out with: the balance waits in the wallet (startAutomaticPayout's refusal, every pass, read the
+  // wallet twice and warned for each such worker, for good).
+  if (!payoutsConfigured(deps)) return "nothing";
   // Read with the credit when it was recorded (one round trip less per tip), else now.
   const s = known !== undefined ? known : await payoutSettingsOf(deps.ctx.pool, workerId);
   if (!s?.auto_payout || !s.payout_phone || s.payouts_on_hold) return "nothing";

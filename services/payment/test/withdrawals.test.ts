@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { createAuth } from "@ttip/auth";
-import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { PayoutStatus, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { eventually, KES, phone, startHarness, workerWithStepUp, type Harness } from "./setup.js";
 
@@ -87,9 +87,30 @@ describe("withdrawals by RequestPayout", () => {
     // Before, the payout was stored and left pending for good, and went out once M-Pesa was set up.
     assert.equal((await me.listPayouts({})).payouts.length, 0, "nothing stored");
     assert.equal(await h.balance(worker), 9500n, "nothing held");
-    // Configured again, the same request goes through on the same token: it was not spent.
+    const { rows: spent } = await h.t.db.pool.query("SELECT 1 FROM auth.step_up_tokens WHERE user_id = $1 AND used_at IS NOT NULL", [worker]);
+    assert.equal(spent.length, 0, "the step-up token not spent");
+    // Configured again, the same request goes through on the same token.
     const { payout } = await me.requestPayout(request);
     await eventually(async () => (await me.getPayout({ payoutId: payout!.payoutId })).payout!.status === PayoutStatus.SUCCEEDED, "paid");
+  });
+
+  test("without M-Pesa payouts configured an automatic payout due is let go, the balance left in the wallet: not tried and warned about every pass", async () => {
+    const { worker } = await tippedWorkerWithDevice();
+    // Due a minute ago, to the millisecond as the service marks it.
+    await h.t.db.pool.query("INSERT INTO payment.payout_settings (worker_id, auto_payout, auto_payout_minimum_minor, payout_phone, auto_payout_due_at) VALUES ($1, true, 100, $2, $3)",
+      [worker, `254${phone().slice(1)}`, new Date(h.clock.now() - 60_000)]);
+    const daraja = h.config.daraja;
+    h.config.daraja = undefined;
+    try {
+      // (The pass's M-Pesa steps fail without Daraja; its automatic payouts' step runs all the same.)
+      await h.t.client(PaymentInternalService).reconcilePending({ limit: 100 }).catch(() => undefined);
+    } finally {
+      h.config.daraja = daraja;
+    }
+    const { rows: [s] } = await h.t.db.pool.query("SELECT auto_payout_due_at FROM payment.payout_settings WHERE worker_id = $1", [worker]);
+    assert.equal(s.auto_payout_due_at, null, "no longer due");
+    assert.equal((await h.t.db.pool.query("SELECT 1 FROM payment.payouts WHERE worker_id = $1", [worker])).rowCount, 0, "nothing stored");
+    assert.equal(await h.balance(worker), 9500n);
   });
 
   test("a verified withdrawal is held, sent once and settled; a retry returns it; a spent token is refused", async () => {
