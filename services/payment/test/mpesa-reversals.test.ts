@@ -267,7 +267,8 @@ describe("M-Pesa tips reversed (RefundTip): the worker's share back first, M-Pes
     await reverse(tip.tipId);
     await reversalNow(tip.tipId, MpesaReversalState.REVERSED);
     assert.equal(await h.balance(worker), 0n);
-    assert.deepEqual([reversalsOf(tip.mpesaReceipt).length, (await row(tip.tipId)).length], [1, 1], "one reversal sent, under the first key");
+    assert.equal(reversalsOf(tip.mpesaReceipt).length, 1, "one reversal sent");
+    assert.deepEqual((await row(tip.tipId)).map((r) => r.idempotency_key), [key], "the first key's");
   });
 
   test("a reversal sent with no result for an hour is told to support once, who may say M-Pesa reversed it", async () => {
