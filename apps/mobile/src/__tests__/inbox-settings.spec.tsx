@@ -1,4 +1,5 @@
 import { act, fireEvent, screen, waitFor, within } from "@testing-library/react-native";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { nairobiMonthOf } from "@ttip/web-lib/nairobi-time";
 import { FakeGateway } from "../testing/fake-gateway";
@@ -26,14 +27,20 @@ test("home counts unread messages; the inbox lists them and marks them read", as
   expect(await screen.findByText("Messages", {}, AFTER_POLLS)).toBeTruthy();
 });
 
-/** Signed in on Settings, tip SMS turned off while offline (still offline). */
-async function tipSmsTurnedOffOffline() {
+/** Signed in on Settings, tip SMS on. */
+async function onTipSmsSetting() {
   const gw = new FakeGateway();
   const phone = newPhone();
   await renderApp(gw, phone);
   await signIn(gw);
   await fireEvent.press(screen.getByTestId("tab-settings"));
   await waitFor(() => expect(screen.getByTestId("tip-sms").props.value).toBe(true));
+  return { gw, phone };
+}
+
+/** Signed in on Settings, tip SMS turned off while offline (still offline). */
+async function tipSmsTurnedOffOffline() {
+  const { gw, phone } = await onTipSmsSetting();
   gw.offline = true;
   await fireEvent(screen.getByTestId("tip-sms"), "valueChange", false);
   return { gw, phone };
@@ -56,12 +63,22 @@ test("a settings change made offline waits on the phone and is sent when the con
 test("a change waiting offline is sent onto the settings as they are then: what the worker changed elsewhere meanwhile stays", async () => {
   const { gw } = await tipSmsTurnedOffOffline();
   await screen.findByText("Saved on this phone: it will be sent when you are back online.");
-  // Meanwhile, on the web app: an e-mail address and quiet hours set.
-  gw.preferences = { ...gw.preferences, email: "wanjiru@example.com", quietHoursStart: "22:00", quietHoursEnd: "06:00" };
+  // Meanwhile, on the web app: quiet hours set.
+  gw.preferences = { ...gw.preferences, quietHoursStart: "22:00", quietHoursEnd: "06:00" };
   gw.offline = false;
   await waitFor(() => expect(tipSms(gw)).toBe(false), AFTER_POLLS);
-  // Before, the copy kept on the phone was sent whole, and undid both (as it brought back an address removed).
-  expect([gw.preferences.email, gw.preferences.quietHoursStart, gw.preferences.quietHoursEnd]).toEqual(["wanjiru@example.com", "22:00", "06:00"]);
+  // Before, the copy kept on the phone was sent whole, and undid them (as it brought back an address removed).
+  expect([gw.preferences.quietHoursStart, gw.preferences.quietHoursEnd]).toEqual(["22:00", "06:00"]);
+});
+
+test("a change the service refuses: the switch goes back to what is saved, nothing left waiting", async () => {
+  const { gw, phone } = await onTipSmsSetting();
+  gw.failPreferences = new ConnectError("preferences: not accepted", Code.InvalidArgument);
+  await fireEvent(screen.getByTestId("tip-sms"), "valueChange", false);
+  await waitFor(() => expect(screen.getByTestId("tip-sms").props.value).toBe(true));
+  expect(tipSms(gw)).toBe(true);
+  // Before, the switch's state itself had been changed, and "going back" kept it off beside the error.
+  expect(phone.cache.data.has(`${gw.userId}:pending:preferences`)).toBe(false);
 });
 
 test("a change made online just after one made offline is the one that stays: the older copy waiting is not sent after it", async () => {

@@ -3,7 +3,7 @@
 // sent is that choice (tip SMS on or off) on the preferences as they are then: the
 // copy kept is the whole preferences of the time, and sent as it was, it undid what
 // the worker changed elsewhere meanwhile (an e-mail address removed came back).
-import { create, fromJson, toJson } from "@bufbuild/protobuf";
+import { clone, create, fromJson, toJson } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
 import { Channel, KindPreferenceSchema, PreferencesSchema, TemplateKey, type Preferences } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import type { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
@@ -17,7 +17,8 @@ export const smsOn = (p: Preferences | undefined) => p?.kinds.find((k) => k.key 
 
 /** `p` with tips texted or not, the rest as it is. */
 export function withTipSms(p: Preferences, on: boolean): Preferences {
-  const next = create(PreferencesSchema, p);
+  // A copy: create() hands back a message it is given as it is, and the screen's own (its state) was changed in place.
+  const next = clone(PreferencesSchema, p);
   let kind = next.kinds.find((k) => k.key === TemplateKey.TIP_RECEIVED);
   if (!kind) {
     kind = create(KindPreferenceSchema, { key: TemplateKey.TIP_RECEIVED, channels: [Channel.SMS, Channel.PUSH, Channel.IN_APP] });
@@ -42,16 +43,28 @@ export async function dropPreferences(cache: KeyValue, userId: string, prefs: Pr
   if ((await cache.get(slot(userId))) === serialised(prefs)) await cache.delete(slot(userId));
 }
 
+/** Each user's flush under way: flushes run one after another, so an older choice's update never lands after a newer one's. */
+const flushing = new Map<string, Promise<unknown>>();
+
 /**
  * Sends the waiting change, if any, on the preferences as they are now; throws (and keeps it) when the gateway
  * cannot be reached. Once sent, the copy goes only if it is still the one sent: a choice made meanwhile waits to be
  * sent in turn, not deleted unsent.
  */
-export async function flushPreferences(cache: KeyValue, userId: string, client: Client<typeof NotificationService>): Promise<boolean> {
+export function flushPreferences(cache: KeyValue, userId: string, client: Client<typeof NotificationService>): Promise<boolean> {
+  const turn = (flushing.get(userId) ?? Promise.resolve()).catch(() => undefined).then(() => flushOnce(cache, userId, client));
+  flushing.set(userId, turn);
+  void turn.finally(() => flushing.get(userId) === turn && flushing.delete(userId)).catch(() => undefined);
+  return turn;
+}
+
+async function flushOnce(cache: KeyValue, userId: string, client: Client<typeof NotificationService>): Promise<boolean> {
+  if (!(await cache.get(slot(userId)))) return false;
+  const { preferences: now } = await client.getPreferences({});
+  // Read after the answer: a choice made while it was asked is the one sent.
   const raw = await cache.get(slot(userId));
   if (!raw) return false;
   const chosen = fromJson(PreferencesSchema, JSON.parse(raw), { ignoreUnknownFields: true });
-  const { preferences: now } = await client.getPreferences({});
   await client.updatePreferences({ preferences: withTipSms(now ?? create(PreferencesSchema), smsOn(chosen)) });
   if ((await cache.get(slot(userId))) === raw) await cache.delete(slot(userId));
   return true;

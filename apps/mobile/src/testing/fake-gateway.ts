@@ -91,6 +91,8 @@ export class FakeGateway {
   stepUpAnswerHeld: Promise<void> | undefined;
   /** RevokeAllSessions refuses with this once. */
   failRevokeAll: ConnectError | undefined;
+  /** UpdatePreferences refuses with this while set. */
+  failPreferences: ConnectError | undefined;
   /** Makes the next RequestPayout's payout, then loses its answer (the phone hears a deadline). */
   loseNextPayoutAnswer = false;
   /** Makes the next CreateQrCode's code, then loses its answer. */
@@ -447,6 +449,7 @@ export class FakeGateway {
           getPreferences: (_req, ctx) => (gw.authed(ctx), { preferences: gw.preferences }),
           updatePreferences: (req, ctx) => {
             gw.authed(ctx);
+            if (gw.failPreferences) throw gw.failPreferences;
             gw.preferences = req.preferences!;
             return { preferences: gw.preferences };
           },
