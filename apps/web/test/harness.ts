@@ -146,7 +146,9 @@ class Stage {
       logger: this.logs.logger,
       redeliveryDelayMs: 100,
     });
-    this.cache = new RedisCache(testEnv().redisUrl, this.cachePrefix);
+    // A command's 2 s is less than this process stalls while the browser group starts on two busy cores (the web
+    // app's server loads meanwhile): the start's first commands timed out, and every test of the file with them.
+    this.cache = new RedisCache(testEnv().redisUrl, this.cachePrefix, { commandTimeoutMs: 20_000 });
     let web: WebApp | undefined;
     const clock: Clock = { now: () => (this.user?.clock ?? systemClock).now() };
     await reserved.release();

@@ -100,10 +100,11 @@ const REDIS_COMMAND_TIMEOUT_MS = 2_000;
 export class RedisCache implements Cache {
   readonly redis: Redis;
 
-  constructor(url: string, private readonly prefix = "ttip:") {
+  /** `commandTimeoutMs`: REDIS_COMMAND_TIMEOUT_MS unless given (a test process that stalls for seconds). */
+  constructor(url: string, private readonly prefix = "ttip:", { commandTimeoutMs = REDIS_COMMAND_TIMEOUT_MS }: { commandTimeoutMs?: number } = {}) {
     // Commands fail fast instead of queueing forever while Redis is down, or hanging while it is connected and mute
     // (a half-open connection, a failover): callers answer UNAVAILABLE rather than hold every call behind one.
-    this.redis = new Redis(url, { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: false, commandTimeout: REDIS_COMMAND_TIMEOUT_MS });
+    this.redis = new Redis(url, { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: false, commandTimeout: commandTimeoutMs });
     traceCommands(this.redis);
     // EVALSHA, the script sent again only if Redis has lost it.
     this.redis.defineCommand("ttipChargeBudgets", { lua: CHARGE_BUDGETS });
