@@ -154,7 +154,7 @@ function SignedIn() {
     const userId = sessions.get()?.userId;
     if (!userId) return;
     const client = createClient(NotificationService, transport);
-    const flush = () => void flushPreferences(cache, userId, client).catch(() => undefined);
+    const flush = () => void flushPreferences(cache, userId, client, () => sessions.get()?.userId).catch(() => undefined);
     flush();
     const timer = setInterval(flush, SETTINGS_RETRY_MS);
     return () => clearInterval(timer);

@@ -45,22 +45,36 @@ export async function dropPreferences(cache: KeyValue, userId: string, prefs: Pr
 
 /** Each user's flush under way: flushes run one after another, so an older choice's update never lands after a newer one's. */
 const flushing = new Map<string, Promise<unknown>>();
+/**
+ * Each user's flush not yet begun. A later call shares it: it sends the choice that is latest when it begins. On a
+ * network that hangs rather than fails, the retry timer's calls (one every few seconds) queued up behind one another.
+ */
+const waiting = new Map<string, Promise<boolean>>();
 
 /**
  * Sends the waiting change, if any, on the preferences as they are now; throws (and keeps it) when the gateway
  * cannot be reached. Once sent, the copy goes only if it is still the one sent: a choice made meanwhile waits to be
- * sent in turn, not deleted unsent.
+ * sent in turn, not deleted unsent. `signedIn` names who the client's calls are made as now: a flush of a worker
+ * signed out since sends nothing (their choice waits for them), as its calls would be made as the next worker.
  */
-export function flushPreferences(cache: KeyValue, userId: string, client: Client<typeof NotificationService>): Promise<boolean> {
-  const turn = (flushing.get(userId) ?? Promise.resolve()).catch(() => undefined).then(() => flushOnce(cache, userId, client));
+export function flushPreferences(cache: KeyValue, userId: string, client: Client<typeof NotificationService>, signedIn: () => string | undefined): Promise<boolean> {
+  const queued = waiting.get(userId);
+  if (queued) return queued;
+  const turn: Promise<boolean> = (flushing.get(userId) ?? Promise.resolve()).catch(() => undefined).then(() => {
+    waiting.delete(userId);
+    return flushOnce(cache, userId, client, () => signedIn() === userId);
+  });
+  waiting.set(userId, turn);
   flushing.set(userId, turn);
   void turn.finally(() => flushing.get(userId) === turn && flushing.delete(userId)).catch(() => undefined);
   return turn;
 }
 
-async function flushOnce(cache: KeyValue, userId: string, client: Client<typeof NotificationService>): Promise<boolean> {
-  if (!(await cache.get(slot(userId)))) return false;
+async function flushOnce(cache: KeyValue, userId: string, client: Client<typeof NotificationService>, stillSignedIn: () => boolean): Promise<boolean> {
+  if (!stillSignedIn() || !(await cache.get(slot(userId)))) return false;
   const { preferences: now } = await client.getPreferences({});
+  // Signed out while it was asked: the answer, and the update, could be the next worker's.
+  if (!stillSignedIn()) return false;
   // Read after the answer: a choice made while it was asked is the one sent.
   const raw = await cache.get(slot(userId));
   if (!raw) return false;

@@ -49,7 +49,7 @@ export function TipSmsSetting() {
     // older copy still waiting is replaced, never sent after it.
     await queuePreferences(cache, userId, next);
     try {
-      await flushPreferences(cache, userId, createClient(NotificationService, transport));
+      await flushPreferences(cache, userId, createClient(NotificationService, transport), () => sessions.get()?.userId);
       setNote(t("prefSaved"));
     } catch (err) {
       if (isUnreachable(err)) return setNote(t("prefQueued"));
