@@ -36,6 +36,14 @@ export interface FraudLimits {
  */
 export const AUTO_PAYOUT_CHECK_AFTER_CREDIT_MS = 2 * 60_000;
 
+/**
+ * The address Daraja's answers come back to, when M-Pesa calls can be made: a call without one is never answered
+ * (its result, a payout's or a reversal's, is lost), so the account and the address are set up together or not at all.
+ */
+export function mpesaCallbackBase(config: PaymentConfig): string | undefined {
+  return config.daraja && config.callbackBaseUrl ? config.callbackBaseUrl : undefined;
+}
+
 export interface PaymentConfig {
   /** Undefined when M-Pesa is not configured: tips answer FAILED_PRECONDITION. */
   daraja?: DarajaConfig;

@@ -12,6 +12,7 @@ import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { callbackUrl, newCallbackToken } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
+import { mpesaCallbackBase } from "./config.js";
 import { DarajaError } from "./daraja/client.js";
 import { walletDidNotAnswer } from "./ledger.js";
 import { kes } from "./money.js";
@@ -61,15 +62,15 @@ export async function applyBalanceResult(db: Queryable, token: string, result: P
 
 export async function checkMpesaBalance(deps: Deps, ctx: HandlerContext): Promise<string> {
   const caller = requireCaller(ctx);
-  const config = deps.config();
-  if (!config.daraja || !config.callbackBaseUrl) throw new NotConfiguredError("M-Pesa is not configured on this deployment");
+  const base = mpesaCallbackBase(deps.config());
+  if (!base) throw new NotConfiguredError("M-Pesa is not configured on this deployment");
   const checkId = randomUUID();
   const token = newCallbackToken();
   await deps.ctx.pool.query("INSERT INTO payment.mpesa_balance_checks (check_id, callback_token, requested_by) VALUES ($1, $2, $3)", [checkId, token, caller.subject]);
   try {
     const r = await deps.daraja().accountBalance({
-      resultUrl: callbackUrl(config.callbackBaseUrl, "balance/result", token),
-      queueTimeoutUrl: callbackUrl(config.callbackBaseUrl, "balance/timeout", token),
+      resultUrl: callbackUrl(base, "balance/result", token),
+      queueTimeoutUrl: callbackUrl(base, "balance/timeout", token),
       remarks: "admin balance check",
     });
     await deps.ctx.pool.query("UPDATE payment.mpesa_balance_checks SET conversation_id = $2 WHERE check_id = $1", [checkId, r.ConversationID]);

@@ -15,6 +15,7 @@ import { callbackUrl, newCallbackToken } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
 import type { CardColumns } from "./cards/convert.js";
 import { emitTipReversed, TipReversalKind } from "./cards/reversals.js";
+import { mpesaCallbackBase } from "./config.js";
 import { DarajaError } from "./daraja/client.js";
 import { recordAlert } from "./fraud.js";
 import { closeReversalAlerts } from "./stores/fraud-alerts.js";
@@ -91,10 +92,7 @@ async function reversalByKey(db: Queryable, tipId: string, key: string): Promise
 const reversalById = async (db: Queryable, reversalId: string) =>
   (await db.query<ReversalRow>("SELECT * FROM payment.mpesa_reversals WHERE reversal_id = $1", [reversalId])).rows[0]!;
 
-const mpesaConfigured = (deps: Deps) => {
-  const config = deps.config();
-  return Boolean(config.daraja && config.callbackBaseUrl);
-};
+const mpesaConfigured = (deps: Deps) => mpesaCallbackBase(deps.config()) !== undefined;
 
 /** Reverses a paid M-Pesa tip, once per idempotency key; a retry resumes from the step its reversal reached. */
 export async function reverseMpesaTip(deps: Deps, tip: ReversibleTip, input: ReverseInput): Promise<{ tip: TipRow; reversalId: string }> {

@@ -10,6 +10,7 @@ import { asConnectError, clockOf, ConcurrentChangeError, decimalMinor, Dependenc
 import { PayoutFailedSchema, PayoutSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { callbackUrl, newCallbackToken } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
+import { mpesaCallbackBase } from "./config.js";
 import { B2C_MIN_MINOR, DarajaError, TRANSACTION_NOT_FOUND } from "./daraja/client.js";
 import { type AlertInput, recordAlert } from "./fraud.js";
 import { requeryFailure, waitBrieflyForLocks } from "./requery-lock.js";
@@ -114,14 +115,12 @@ export function requirePayoutsConfigured(deps: PayoutDeps): void {
 }
 
 function payoutsConfigured(deps: PayoutDeps): boolean {
-  const config = deps.config();
-  return !!config.daraja && !!config.callbackBaseUrl;
+  return mpesaCallbackBase(deps.config()) !== undefined;
 }
 
 /** A worker's withdrawal (RequestPayout): creates (or finds, by key) its payout and drives it as far as it can go now. */
 export async function startPayout(deps: PayoutDeps, p: NewPayout): Promise<Payout> {
   const { pool } = deps.ctx;
-  requirePayoutsConfigured(deps);
   const fee = await deps.ledger.payoutFee(p.amountMinor);
   let payout = await insertWithdrawal(deps, p, fee);
   if (payout) paymentMetrics(deps.ctx.metrics).payouts.inc({ status: "requested" });
@@ -145,7 +144,6 @@ export async function startPayout(deps: PayoutDeps, p: NewPayout): Promise<Payou
  */
 async function startAutomaticPayout(deps: PayoutDeps, p: NewPayout, balanceReadAt: Date): Promise<Payout | undefined> {
   const { pool } = deps.ctx;
-  requirePayoutsConfigured(deps);
   const fee = await deps.ledger.payoutFee(p.amountMinor);
   const payout = await withTransaction(pool, async (tx) => {
     // Held to the commit (one statement after it); the check after it sees every payout inserted before.
@@ -164,8 +162,8 @@ const UNSENT_RETRY_MS = 60 * 60_000;
 /** Holds the money, then sends B2C exactly once. */
 async function sendPayout(deps: PayoutDeps, payout: Payout): Promise<void> {
   const { pool, logger } = deps.ctx;
-  const config = deps.config();
-  if (!config.daraja || !config.callbackBaseUrl) throw new InvalidStateError("M-Pesa payouts are not configured on this deployment");
+  const base = mpesaCallbackBase(deps.config());
+  if (!base) throw new InvalidStateError("M-Pesa payouts are not configured on this deployment");
   if (payout.holdState === "none") {
     try {
       // Idempotent per payout: a repeat after a lost answer finds the same hold.
@@ -197,7 +195,6 @@ async function sendPayout(deps: PayoutDeps, payout: Payout): Promise<void> {
     await finishPayout(deps, payout.payoutId, { success: false, code: "on_hold", message: "payouts are on hold for this account; nothing was sent; contact support" });
     return;
   }
-  const base = config.callbackBaseUrl;
   try {
     const r = await deps.daraja().b2c({
       originatorConversationId: payout.payoutId,
@@ -562,12 +559,12 @@ async function renewPayoutLease(deps: PayoutDeps, payoutId: string, lease: strin
 async function reconcilePayout(deps: PayoutDeps, p: Payout, lease: string): Promise<unknown> {
   const { pool, logger } = deps.ctx;
   const config = deps.config();
+  const base = mpesaCallbackBase(config);
   try {
     if (p.status === "succeeded" || p.status === "failed") await resolveHold(deps, p.payoutId);
     else if (p.b2cState === "new") await sendPayout(deps, p);
-    else if (config.daraja && config.callbackBaseUrl) {
+    else if (base) {
       // 'sending' after a crash is as unknown as a timeout.
-      const base = config.callbackBaseUrl;
       // Before sending: its answer may come before the call returns, and counts it only if it was sent since the last count.
       const sentAt = new Date(clockOf(deps.ctx).now());
       await pool.query("UPDATE payment.payouts SET status_query_sent_at = $2 WHERE payout_id = $1", [p.payoutId, sentAt]);

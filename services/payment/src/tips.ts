@@ -14,7 +14,7 @@ import { storeCheckoutIds } from "./checkout-ids.js";
 import { storeStkFailure, storeStkSuccess } from "./stk-callbacks.js";
 import { placeTip, placement, type TipTerms } from "./tip-placements.js";
 import type { ChangeFeed } from "./changes.js";
-import type { PaymentConfig } from "./config.js";
+import { mpesaCallbackBase, type PaymentConfig } from "./config.js";
 import { DarajaError, type DarajaClient } from "./daraja/client.js";
 import { judgeTip, recordAlert, refusal, TIP_FACTS_SQL, tipFactsColumns, tipFactsParams, type TipFacts, type TipPrecheck } from "./fraud.js";
 import { closeSuspenseAlerts } from "./stores/fraud-alerts.js";
@@ -177,7 +177,8 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
       throw reason;
     });
   };
-  if (!config.daraja || !config.callbackBaseUrl) {
+  const callbackBase = mpesaCallbackBase(config);
+  if (!callbackBase) {
     return unplaced(new NotConfiguredError("M-Pesa is not configured on this deployment (DARAJA_BASE_URL, PAYMENT_CALLBACK_BASE_URL)"));
   }
   let quote: FeeQuote;
@@ -215,7 +216,7 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   const { check, row } = placed;
   if (row?.tip_id === terms.tipId) {
     paymentMetrics(deps.ctx.metrics).tips.inc({ status: "created", method: "mpesa" });
-    return pushStk(deps, row, charged, config.callbackBaseUrl);
+    return pushStk(deps, row, charged, callbackBase);
   }
   return settle(deps, t, fp, phoneMasked, check, row, () => refuseRuleLimitedRepeat(check.ruleLimited, charged));
 }
