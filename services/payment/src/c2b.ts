@@ -126,7 +126,8 @@ export type C2bAnswer = (typeof C2B_RESULT)[keyof typeof C2B_RESULT];
 
 type Target =
   /** paid: the tip already has its money (a new payment to it would be a second one). */
-  | { kind: "stk_tip"; tipId: string; paid: boolean }
+  /** recipientBlocked: auth blocked the tip's worker (payment's copy), which a payment from the menu may be refused for. */
+  | { kind: "stk_tip"; tipId: string; paid: boolean; recipientBlocked: boolean }
   /** workerId empty: the venue's pool (a venue's own code). */
   | { kind: "worker"; workerId: string; qrCodeId: string; venueId: string; quote: FeeQuote }
   /** namesNothing: no code or tip has the reference (or there is none), as a receiptless tip's payment may name. */
@@ -149,11 +150,12 @@ async function findTarget(deps: Deps, c2b: C2bConfig, p: C2bPayment, timeoutMs: 
   // A tip's own reference first: its amount is checked against the tip (a mismatch is held, not lost). T and seven or
   // more digits: longer than a six-character code, which may also be T and digits (T23456 is a worker's code).
   if (/^T\d{7,}$/.test(ref)) {
-    const { rows } = await deps.ctx.pool.query<{ tip_id: string; paid: boolean }>(
-      "SELECT tip_id, credit_key IS NOT NULL AS paid FROM payment.tips WHERE account_reference = $1",
+    const { rows } = await deps.ctx.pool.query<{ tip_id: string; paid: boolean; blocked: boolean }>(
+      `SELECT t.tip_id, t.credit_key IS NOT NULL AS paid, COALESCE(s.account_blocked, false) AS blocked
+         FROM payment.tips t LEFT JOIN payment.payout_settings s ON s.worker_id = t.worker_id WHERE t.account_reference = $1`,
       [ref],
     );
-    if (rows[0]) return { kind: "stk_tip", tipId: rows[0].tip_id, paid: rows[0].paid };
+    if (rows[0]) return { kind: "stk_tip", tipId: rows[0].tip_id, paid: rows[0].paid, recipientBlocked: rows[0].blocked };
     return suspense(tipReferenceValid(ref) ? `no tip has the reference ${ref}` : `${ref} is not a valid tip reference (check digit wrong: mistyped)`, C2B_RESULT.invalidAccount, [], true);
   }
   const amount = p.amountMinor;
@@ -228,7 +230,11 @@ export async function validateC2b(deps: Deps, c2b: C2bConfig, p: C2bPayment): Pr
         ? { answer: t.validation, why: t.reason }
         : t.kind === "stk_tip" && t.paid
           ? { answer: C2B_RESULT.invalidAccount, why: "the tip of this reference is already paid" }
-          : { answer: C2B_RESULT.accepted, why: t.kind === "stk_tip" ? "a tip's reference" : "an active code" },
+          : t.kind === "stk_tip" && t.recipientBlocked
+            // As a blocked worker's code is (qr closes it): a failed push's reference, paid from the menu days later,
+            // paid the worker blocked since. Only here: a push's own payment, confirmed, is credited (held by the block).
+            ? { answer: C2B_RESULT.invalidAccount, why: "the worker of this tip is blocked: not taking tips" }
+            : { answer: C2B_RESULT.accepted, why: t.kind === "stk_tip" ? "a tip's reference" : "an active code" },
     (err) => ({ answer: C2B_RESULT.accepted, why: `lookup failed (${(err as Error).message}); confirmation decides` }),
   );
   try {

@@ -1241,6 +1241,24 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.equal(await h.balance(w.id), net);
   });
 
+  test("a failed push's reference is refused at validation once its worker is blocked, and taken again once unblocked", async () => {
+    const w = await worker();
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(150), payment: { case: "mpesaPhone", value: phone("1037") } });
+    await eventually(async () => (await pay.getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.FAILED, "push timed out");
+    // Auth blocks the worker (payment's copy, as its consumer records it), before the customer pays from the menu.
+    await h.t.db.pool.query("INSERT INTO payment.payout_settings (worker_id, payouts_on_hold, account_blocked, block_changed_at) VALUES ($1, true, true, now())", [w.id]);
+    const refused = await h.sim.c2b.pay({ billRefNumber: tip!.paybillAccountReference, amount: 150 });
+    // Before, accepted: the failed tip turned succeeded and credited the worker blocked since, as no code of theirs would be.
+    assert.equal(refused.completed, false);
+    assert.ok("resultCode" in refused.validation && refused.validation.resultCode === "C2B00012");
+    assert.equal((await tipRow(tip!.tipId)).status, "failed");
+    assert.equal(await h.balance(w.id), 0n);
+    await h.t.db.pool.query("UPDATE payment.payout_settings SET account_blocked = false WHERE worker_id = $1", [w.id]);
+    const paid = await h.sim.c2b.pay({ billRefNumber: tip!.paybillAccountReference, amount: 150 });
+    assert.equal(paid.completed, true);
+    await eventually(async () => (await pay.getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.SUCCEEDED, "the tip paid once unblocked");
+  });
+
   test("a confirmation of KES 0 naming a tip's reference applies nothing to the tip: parked with nothing posted; the tip's real payment then pays it", async () => {
     const w = await worker();
     // The push is lost (never answered, no callback): the customer pays the paybill instead.
