@@ -265,11 +265,20 @@ function amountChosen(d: Dialogue, target: TipTarget, step: string): State {
   return { at: "amount", target, note: say("badChoice", d.lang) };
 }
 
+/**
+ * Whole shillings as people type them: "1000", "1,000" (grouped in thousands: told "no cents" before) or "1000.00";
+ * NaN for anything else. "100,50" is cents, as a comma before two digits is in Swahili and much of Europe.
+ */
+function typedShillings(step: string): number {
+  const plain = /^\d{1,3}(,\d{3})+$/.test(step) ? step.replaceAll(",", "") : step.replace(/[.,]00?$/, "");
+  return /^\d{1,6}$/.test(plain) ? Number(plain) : NaN;
+}
+
 /** A typed amount: whole shillings within M-Pesa's limits, or a note saying what is wrong with it. */
 function otherAmountEntered(d: Dialogue, target: TipTarget, step: string): State {
-  const n = /^\d{1,6}$/.test(step) ? Number(step) : NaN;
+  const n = typedShillings(step);
   if (n >= 1 && BigInt(n) * 100n <= MPESA_LIMITS.perTransactionMinor) return { at: "confirm", target, amountKes: n };
-  const cents = /^\d+[.,]\d+$/.test(step);
+  const cents = Number.isNaN(n) && /^\d+[.,]\d+$/.test(step);
   return { at: "other", target, note: say(cents ? "amountCents" : "amountRange", d.lang) };
 }
 

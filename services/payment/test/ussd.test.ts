@@ -223,11 +223,20 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     assert.equal(en.screens.at(-1)!.answer, "CON Whole shillings only, no cents.\nEnter the amount in KES (1 - 250,000):\n0. Back");
     const sw = await playDialogue(url, p.at, ["2", w.code, "5", "100,50"]);
     assert.equal(sw.screens.at(-1)!.answer, "CON Shilingi kamili tu, bila senti.\nWeka kiasi kwa KES (1 - 250,000):\n0. Rudi");
-    for (const typed of ["00", "250001", "9999999"]) {
+    for (const typed of ["00", "250001", "9999999", "250,001", "0.00"]) {
       const s = await playDialogue(url, p.at, ["1", w.code, "5", typed]);
       assert.equal(s.screens.at(-1)!.answer, "CON The amount must be from KES 1 to 250,000.\nEnter the amount in KES (1 - 250,000):\n0. Back", typed);
     }
     assert.equal(pushesTo(p.msisdn).length, 0);
+  });
+
+  test("a typed amount grouped in thousands or with no cents is whole shillings: confirmed as typed", async () => {
+    const w = await worker("Baraka");
+    for (const [typed, kes] of [["1,000", "1,000"], ["12,500", "12,500"], ["150.00", "150"], ["150,0", "150"]]) {
+      const s = await playDialogue(url, dialler().at, ["1", w.code, "5", typed]);
+      // Before, "1,000" was told "Whole shillings only, no cents."
+      assert.match(s.screens.at(-1)!.answer, new RegExp(`^CON Tip Baraka KES ${kes} by M-Pesa\\?`), typed);
+    }
   });
 
   test("after M-Pesa refused an amount as a repeat within 2 minutes (result 17), dialling it again says when it can go, not that M-Pesa is down", async () => {
