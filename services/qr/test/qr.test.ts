@@ -273,6 +273,9 @@ describe("qr service", () => {
       await t.db.pool.query(`UPDATE qr.qr_codes SET expires_at = now() - interval '1 second' WHERE qr_code_id = $1`, [expiring.qrCodeId]);
       await t.ctx.cache.del(`qr:code:${expiring.qrCodeId}`);
       await rejects(anon().resolveQrCode({ code: { case: "shortCode", value: expiring.shortCode } }), Code.FailedPrecondition, QrProblemKind.EXPIRED);
+      // Nor printed: before, its card (and its paybill line) came out as if live.
+      await rejects(as(worker).renderQrCode({ qrCodeId: expiring.qrCodeId, format: ImageFormat.PRINT_SVG }), Code.FailedPrecondition, undefined, /has expired/);
+      await rejects(as(worker).getOfflinePayload({ qrCodeId: expiring.qrCodeId }), Code.FailedPrecondition, undefined, /has expired/);
     });
 
     test("rotation: the old code (URL or short code) says ROTATED and names the new one, which resolves", async () => {

@@ -154,9 +154,6 @@ function rotateQrCodeHandler(h: QrHandlerContext): Impl["rotateQrCode"] {
       const firstId = await claimIdempotencyKey(tx, idempotentRequest("qr", ctx, req, caller.subject), freshId);
       if (firstId) return { fresh: (await codeById(tx, firstId))!, old };
       requireActive(old);
-      if (old.expiresAt !== null && old.expiresAt <= Date.now()) {
-        throw new InvalidStateError(`QR code ${old.id} has expired; create a new code instead`);
-      }
       const fresh = await insertWithFreshShortCode(tx, {
         id: freshId,
         ownerKind: old.ownerKind,

@@ -35,6 +35,8 @@ async function managedCode(db: Queryable, ctx: HandlerContext, id: string, lock 
 function requireActive(c: CodeRecord) {
   if (c.status === 2) throw new InvalidStateError(`QR code ${c.id} was replaced by ${c.replacedBy}; use the new code`);
   if (c.status === 3) throw new InvalidStateError(`QR code ${c.id} is revoked`);
+  // A card printed from it would read as live: every scan is refused, and every paybill payment naming it parked.
+  if (c.expiresAt !== null && c.expiresAt <= Date.now()) throw new InvalidStateError(`QR code ${c.id} has expired; create a new code instead`);
 }
 
 /** Inserts a code with a fresh short code, drawing again on the (rare) collision. */
