@@ -307,10 +307,13 @@ function resetPinHandler(core: AuthCore): Impl["resetPin"] {
         [user.user_id, pinHash, new Date(clockOf(core.ctx).now())],
       );
       // Whoever knew the old PIN loses every session it opened, and the proofs those asked for (a challenge, a step-up
-      // not yet used), which would otherwise approve a payout for their minutes after the reset, past its hold.
+      // not yet used, or spent on a payout not stored, whose retry verifies again), which would otherwise approve a
+      // payout for their minutes after the reset, past its hold.
       const revoked = await revokeSessions(tx, "user_id = $1", [user.user_id], "PIN reset");
       await tx.query("UPDATE auth.device_challenges SET used_at = now() WHERE user_id = $1 AND used_at IS NULL", [user.user_id]);
-      await tx.query("UPDATE auth.step_up_tokens SET used_at = now() WHERE user_id = $1 AND used_at IS NULL", [user.user_id]);
+      await tx.query("UPDATE auth.step_up_tokens SET used_at = COALESCE(used_at, now()), expires_at = $2 WHERE user_id = $1 AND expires_at > $2", [
+        user.user_id, new Date(clockOf(core.ctx).now()),
+      ]);
       // The keys already added approve no withdrawal for the hold either: one may be on a phone the worker lost or
       // handed on, signed out but holding its key, which a SIM's holder would use after this reset.
       await tx.query(

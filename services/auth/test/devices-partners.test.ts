@@ -351,11 +351,19 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     const pending = await before.createDeviceChallenge({ deviceId: device!.deviceId, purpose: "payout" });
     const asked = await before.createDeviceChallenge({ deviceId: device!.deviceId, purpose: "payout" });
     const { stepUpToken } = await before.verifyDeviceChallenge({ challengeId: asked.challengeId, signature: key.sign(asked.challenge) });
+    // One spent on a payout that payment then refused before storing it (over the balance): its retry verifies again.
+    const spentAsked = await before.createDeviceChallenge({ deviceId: device!.deviceId, purpose: "payout" });
+    const spent = (await before.verifyDeviceChallenge({ challengeId: spentAsked.challengeId, signature: key.sign(spentAsked.challenge) })).stepUpToken;
+    const payout = { stepUpToken: spent, userId: signup.userId, purpose: "payout", spendKey: "payout-before-reset", spendAmount: { amountMinor: 200_000n, currency: "KES" } };
+    await h.internal.verifyStepUpToken(payout);
+    await h.internal.verifyStepUpToken(payout);
     const { challengeId, otp } = await h.startVerification(phone);
     const after = h.api((await h.api().resetPin({ challengeId, otp, newPin: "5193" })).tokens!.accessToken);
     // Before, each approved a payout for its minutes after the reset, past the hold on the key.
     assert.equal(await fails(after.verifyDeviceChallenge({ challengeId: pending.challengeId, signature: key.sign(pending.challenge) })), Code.FailedPrecondition);
     assert.equal(await fails(h.internal.verifyStepUpToken({ stepUpToken, userId: signup.userId, purpose: "payout", spendKey: "payout-after-reset" })), Code.PermissionDenied);
+    // Before, the spent one's retry still verified: that payout, asked again, went out within the hold.
+    assert.equal(await fails(h.internal.verifyStepUpToken(payout)), Code.PermissionDenied);
   });
 
   test("a session revoked while RegisterDevice or ChangePin checked its PIN adds no key and changes no PIN", async () => {
