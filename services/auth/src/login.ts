@@ -22,7 +22,9 @@ const PIN_SESSION_TTL_MS = 5 * 60_000;
 /** How long after a verified OTP the same challenge may still reset the PIN. */
 const RESET_WINDOW = "10 minutes";
 
-const otpDigest = (core: AuthCore, challengeId: string, code: string) => hmacSha256(core.sealer.otpKey, `${challengeId}:${code}`);
+// The id as stored (randomUUID's lower case): one sent back in capitals (iOS's uuidString) finds its row, and its right
+// code was counted a wrong try.
+const otpDigest = (core: AuthCore, challengeId: string, code: string) => hmacSha256(core.sealer.otpKey, `${challengeId.toLowerCase()}:${code}`);
 
 /** How long a sign-in code is kept past its expiry (support's look at a failed sign-in). */
 export const OTP_KEPT_AFTER_EXPIRY_MS = 86_400_000;

@@ -87,6 +87,13 @@ describe("auth: phone OTP, PIN and lockout", () => {
     assert.ok(failures.rows[0].n >= 5);
   });
 
+  test("a challenge id sent back in capitals (as iOS writes UUIDs) takes its right code", async () => {
+    const { challengeId, otp } = await h.startVerification(testPhone());
+    // Before, the row was found (PostgreSQL reads the uuid whatever its case) and the right code counted a wrong try.
+    const signedIn = await h.api().verifyPhoneOtp({ challengeId: challengeId.toUpperCase(), otp });
+    assert.ok(signedIn.tokens?.accessToken);
+  });
+
   test("a new code ends the number's earlier ones: codes asked for one after another do not each give five more guesses at once", async () => {
     const phone = testPhone();
     const first = await h.startVerification(phone);
