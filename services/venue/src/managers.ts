@@ -73,6 +73,18 @@ export function unavailable(what: string) {
   };
 }
 
+/** Thrown to undo a removal's records: the user's removal was recorded before (Managers.remove). */
+const REMOVED_BEFORE = new Error("removed before");
+
+/** The user's last joining or removal as a manager of the venue, as its audit records say; undefined: neither. */
+async function lastManagerChange(db: Queryable, venueId: string, userId: string): Promise<"manager.joined" | "manager.removed" | undefined> {
+  const { rows: [row] } = await db.query<{ action: "manager.joined" | "manager.removed" }>(
+    `SELECT action FROM venue.audit_records
+      WHERE venue_id = $1 AND ((action = 'manager.removed' AND detail->>'user_id' = $2) OR (action = 'manager.joined' AND actor = $2))
+      ORDER BY sequence DESC LIMIT 1`, [venueId, userId]);
+  return row?.action;
+}
+
 /** Told to the venue's managers (notification), in the transaction that made the change. */
 async function managerEvent(tx: Queryable, e: { venueId: string; userId: string; displayName: string; change: "joined" | "removed"; actorId: string }) {
   await emitEvent(tx, "venue", VenueManagerChangedSchema, e, e.venueId);
@@ -255,12 +267,24 @@ export class Managers {
     return account?.name || (account ? maskPhone(account.phone) : "");
   }
 
-  /** Ends a user's management: recorded, then asked of qr, whose refusal (their last manager) undoes the record. */
+  /**
+   * Ends a user's management: recorded, then asked of qr, whose refusal (their last manager) undoes the record. qr
+   * removes at once, before this records: a removal asked again (its answer lost) finds no manager there, and was
+   * refused NOT_FOUND; one whose record was not committed was lost to the audit and the managers' messages for good.
+   */
   async remove(venueId: string, caller: VenueCaller, userId: string): Promise<void> {
     await withTransaction(this.pool, async (tx) => {
+      const last = await lastManagerChange(tx, venueId, userId);
       await audit(tx, venueId, caller, "manager.removed", { user_id: userId });
       await managerEvent(tx, { venueId, userId, displayName: await this.nameOf(tx, venueId, userId), change: "removed", actorId: caller.subject });
-      await this.qr.removeVenueManager({ venueId, userId }, CALL).catch(unavailable("the venue's managers"));
+      await this.qr.removeVenueManager({ venueId, userId }, CALL).catch((err: unknown) => {
+        if (ConnectError.from(err).code !== Code.NotFound || last === undefined) return unavailable("the venue's managers")(err);
+        // Recorded removed: this removal asked again, answered as done with nothing more recorded.
+        if (last === "manager.removed") throw REMOVED_BEFORE;
+        // Joined, and gone from qr with no record of it: this removal's earlier try, recorded now.
+      });
+    }).catch((err: unknown) => {
+      if (err !== REMOVED_BEFORE) throw err;
     });
   }
 }

@@ -7,7 +7,7 @@ import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { VenueManagerChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { OwnerKind, QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
-import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { QrInternalService, QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { callerHeaders, type Role } from "@ttip/runtime";
 import { testPhone } from "@ttip/runtime/testing";
@@ -106,6 +106,32 @@ describe("a venue's co-managers", () => {
       ["joined", njeri.userId, "Njeri", njeri.userId],
       ["removed", v.managerId, "", v.managerId],
     ]);
+  });
+
+  test("a removal asked again (its answer lost) is answered as done, recorded once; one whose record was lost is recorded then", async () => {
+    const v = await h.newVenue("Tamarind Tree");
+    const joined = async (name: string) => {
+      const who = await account();
+      await who.api.acceptManagerInvitation({ token: (await inviteManager(v, who.phone, name)).token });
+      return who;
+    };
+    const njeri = await joined("Njeri");
+    await v.api.removeManager({ venueId: v.venueId, userId: njeri.userId });
+    // Before, NOT_FOUND "does not manage venue": the screen said the removal failed.
+    await v.api.removeManager({ venueId: v.venueId, userId: njeri.userId });
+    // Removed at qr by a try whose own records were not committed (venue's commit failed after qr's answer).
+    const wambui = await joined("Wambui");
+    await createClient(QrInternalService, h.t.ctx.peers("qr")).removeVenueManager({ venueId: v.venueId, userId: wambui.userId });
+    await v.api.removeManager({ venueId: v.venueId, userId: wambui.userId });
+    const { rows } = await h.t.db.pool.query<{ user_id: string }>(
+      "SELECT detail->>'user_id' AS user_id FROM venue.audit_records WHERE venue_id = $1 AND action = 'manager.removed' ORDER BY sequence", [v.venueId]);
+    // Before, Wambui's removal had no record, nor a message to the managers.
+    assert.deepEqual(rows.map((r) => r.user_id), [njeri.userId, wambui.userId]);
+    const { rows: announced } = await h.t.db.pool.query<{ payload: Buffer }>("SELECT payload FROM venue.outbox WHERE subject = 'ttip.venue.manager_changed' ORDER BY seq");
+    const removed = announced.map((r) => fromBinary(VenueManagerChangedSchema, r.payload)).filter((e) => e.venueId === v.venueId && e.change === "removed");
+    assert.deepEqual(removed.map((e) => e.userId), [njeri.userId, wambui.userId]);
+    // Never a manager here: still NOT_FOUND.
+    await assert.rejects(v.api.removeManager({ venueId: v.venueId, userId: (await account()).userId }), rejects(Code.NotFound, /user_id/));
   });
 
   test("a new invitation to the same number replaces the link; a cancelled one opens nothing; bad input changes nothing", async () => {
