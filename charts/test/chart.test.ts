@@ -92,6 +92,18 @@ describe("helm chart", () => {
     assert.equal(paymentOf(await render("--set-json=gateway.trustedProxies=[]")), undefined, "none: the socket's address counts");
   });
 
+  test("a gateway Service of type NodePort or LoadBalancer keeps the client's address (externalTrafficPolicy Local); ClusterIP has none to keep", async () => {
+    const gatewayService = (docs: Doc[]) => docs.find((d) => d.kind === "Service" && d.metadata.labels["app.kubernetes.io/component"] === "gateway")!;
+    for (const type of ["NodePort", "LoadBalancer"]) {
+      const svc = gatewayService(await render(`gateway.service.type=${type}`));
+      assert.equal(svc.spec.type, type);
+      // Before, Cluster: every internet caller was a node's private address, inside trustedProxies (its X-Forwarded-For
+      // believed, an admin network named), and /metrics answered it.
+      assert.equal(svc.spec.externalTrafficPolicy, "Local", type);
+    }
+    assert.equal(gatewayService(await render()).spec.externalTrafficPolicy, undefined);
+  });
+
   test("otel: off by default; otel.endpoint gives every component the OTLP endpoint, its service name, the sampler (otel.sampleRatio) and egress to the collector", async () => {
     const envOf = (docs: any[], component: string) => {
       const d = docs.find((x) => x.kind === "Deployment" && x.metadata.labels["app.kubernetes.io/component"] === component)!;
