@@ -77,6 +77,20 @@ describe("card tips on the tip page (chromium at phone size, Stripe simulator)",
     await page.getByRole("heading", { name: "Thank you! Kamau received your tip." }).waitFor({ timeout: 20_000 });
   });
 
+  test("a card tip that ended unpaid: the status page's 'Try again' does not offer the card's cents as shillings", async () => {
+    const { page, worker } = await payByCard("Wafula", "pm_card_threeDSecure2Required");
+    await page.waitForURL(/\/__sim\/3ds\/pi_/);
+    // The customer never completes 3-D Secure: the tip expires (as the unpaid tips' sweep ends it), then its page is opened.
+    const { rows: [tip] } = await h.sql("SELECT tip_id FROM payment.tips WHERE worker_id = $1", [worker.id]);
+    await h.sql("UPDATE payment.tips SET status = 'expired', completed_at = now() WHERE tip_id = $1", [tip.tip_id]);
+    await page.goBack();
+    await page.goto(page.url().replace(/(\/t\/[^/?]+).*$/, `$1/tips/${tip.tip_id}`));
+    const again = page.getByRole("link", { name: "Try again" });
+    await again.waitFor({ timeout: 20_000 });
+    // Before, amount=1000: USD 10's cents, which the M-Pesa form took as KES 10.
+    assert.match((await again.getAttribute("href"))!, /[?&]amount=$/);
+  });
+
   test("the card's one write: a retry after a lost answer carries the same seed and starts one tip; the button reads the amount as money is written", async () => {
     const worker = await h.worker("Wanjiru");
     const code = await h.qrCode(worker);

@@ -43,7 +43,10 @@ export default async function TipStatusPage({ params, searchParams }: { params: 
   if ("target" in resolved && !tipOfTarget(tip, resolved.target)) notFound();
   const name = "target" in resolved ? resolved.target.displayName : "";
   const pageUrl = `/t/${encodeURIComponent(code)}/tips/${tipId}${payload ? `?p=${encodeURIComponent(payload)}` : ""}`;
-  const tipPage = `/t/${encodeURIComponent(code)}?${payload ? `p=${encodeURIComponent(payload)}&` : ""}amount=${tip.amount?.amountMinor ?? ""}`;
+  // The amount again only in shillings, which the tip page's M-Pesa amounts are: a USD 50 card tip's 5000 cents were
+  // offered as KES 50.
+  const again = tip.amount?.currency === "KES" ? tip.amount.amountMinor : "";
+  const tipPage = `/t/${encodeURIComponent(code)}?${payload ? `p=${encodeURIComponent(payload)}&` : ""}amount=${again}`;
   const pending = tip.status === TipStatus.PENDING;
   // A push that failed while its page offered the paybill (no prompt came, or it timed out): the customer may have
   // paid that way meanwhile, which credits this very tip when M-Pesa reports it. Not "not charged, try again".
