@@ -1,8 +1,9 @@
 "use client";
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { useMutation, useQuery, useTransport } from "@connectrpc/connect-query";
 import { useEffect, useRef, useState } from "react";
-import type { Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { DomainErrorInfoSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
+import { PayoutStatus, type Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { LimitKind, type WithdrawalLimit } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
@@ -107,6 +108,24 @@ function savePayoutKeys(userId: string, keys: WriteKey): void {
 }
 
 /**
+ * What a withdrawal asks, for its key. A number left blank is the payout number, which this screen does not know: the
+ * same amount asked with a number typed, while a send with it blank is unanswered (or the other way round), may be
+ * that payout asked again, and goes under its key (before, a new key: a second payout). Payment replays it when the
+ * numbers are one, and refuses it (ALREADY_EXISTS, which settles the key) when not: told so, the worker asks again.
+ */
+function payoutIntent(keys: WriteKey, amountMinor: bigint, phone: string): string {
+  const asked = `${amountMinor}|${phone}`;
+  if (keys.sentUnanswered(asked)) return asked;
+  const blank = `${amountMinor}|`;
+  const unanswered = keys.unansweredWrites().map(([intent]) => intent);
+  return unanswered.find((intent) => (phone ? intent === blank : intent.startsWith(blank))) ?? asked;
+}
+
+/** Payment's refusal of a key sent before for another request: here, the same amount to another number (payoutIntent). */
+const otherNumberRefusal = (x: unknown) =>
+  x instanceof ConnectError && x.code === Code.AlreadyExists && x.findDetails(DomainErrorInfoSchema).some((d) => d.reason === "IDEMPOTENCY_KEY_CONFLICT");
+
+/**
  * Withdraw to M-Pesa. M-Pesa's fee is quoted as the amount is typed. The
  * step-up is this browser's device key: made once (WebCrypto, not
  * extractable, kept in IndexedDB) and registered with auth with the PIN,
@@ -130,6 +149,8 @@ export default function Withdraw() {
   const fee = useQuery(WalletService.method.quoteWithdrawalFee, { amount: { amountMinor: typedMinor ?? 0n, currency: "KES" } }, { enabled: !!typedMinor });
   const p = useLivePayout(payoutId) ?? sent;
   const final = payoutFinal(p);
+  // Not only once M-Pesa has answered: a payout on hold or being resolved may stay so for days, and the form with it.
+  const mayAskAnother = final || p?.status === PayoutStatus.ON_HOLD || p?.status === PayoutStatus.RESOLVING;
   const outcome = p && payoutOutcomeKey(p.status, p.resultCode);
   const { refetch: refetchBalance } = balance;
   const { refetch: refetchLimits } = limits;
@@ -174,7 +195,7 @@ export default function Withdraw() {
     // Over the balance or what is left of a limit: refused here, before the device key signs, as wallet would refuse it.
     // Not a payout asked again after a lost answer: the balance read since may be less by that very payout, which
     // asked again is answered (payment replays it).
-    const again = payoutKeysOf(userId).sentUnanswered(`${checked.value.amountMinor}|${checked.value.mpesaPhone}`);
+    const again = payoutKeysOf(userId).sentUnanswered(payoutIntent(payoutKeysOf(userId), checked.value.amountMinor, checked.value.mpesaPhone));
     const over = again ? undefined : withdrawalOver(checked.value.amountMinor, balance.data ? available : undefined, limits.data?.limits ?? []);
     if (over) {
       const words = { left: formatMoney(over.leftMinor, WALLET_CURRENCY), least: formatMoney(BigInt(PAYOUT_MIN_UNITS) * 100n, WALLET_CURRENCY) };
@@ -203,21 +224,22 @@ export default function Withdraw() {
     }
   }, (x) => {
     setStep("");
-    setError(err(x));
+    setError(otherNumberRefusal(x) ? t("err_payout_other_number") : err(x));
     focusProblem(formRef.current, INPUTS, refusedField(x));
     // A send whose answer was lost may have made the payout, which holds its amount: the balance shown follows.
     void Promise.all([refetchBalance(), refetchLimits()]);
   }, (form) => {
     // The payout's key follows what it sends, as the phone's does: "1,000" retyped "1000" after a lost answer is that payout.
     const checked = checkWithdrawal(String(form.get("amount") ?? ""), String(form.get("phone") ?? ""), maxUnits);
-    return checked.ok ? `${checked.value.amountMinor}|${checked.value.mpesaPhone}` : formIntent(form);
+    return checked.ok ? payoutIntent(payoutKeysOf(userId), checked.value.amountMinor, checked.value.mpesaPhone) : formIntent(form);
   });
 
   return (
     <>
       <WorkerNav />
       <h1>{t("withdrawTitle")}</h1>
-      <p>{t("available")}: <strong data-testid="withdraw-available">{formatMoney(available, WALLET_CURRENCY)}</strong></p>
+      {/* Not KES 0 while it is read, or when it could not be: that reads as money gone. */}
+      <p>{t("available")}: <strong data-testid="withdraw-available">{balance.data ? formatMoney(available, WALLET_CURRENCY) : balance.error ? t("balanceUnread") : "…"}</strong></p>
       {limits.data ? (
         <div className="table-box"><table aria-label={t("limitsLabel")}>
           <tbody>
@@ -233,8 +255,8 @@ export default function Withdraw() {
           {p?.transferFee ? <p className="muted">{t("mpesaFee", { fee: formatAmount(p.transferFee, WALLET_CURRENCY) })}</p> : null}
           {outcome ? <p data-testid="payout-outcome">{t(outcome)}</p> : null}
           {p?.mpesaReceipt ? <p>{t("mpesaReceipt")} {p.mpesaReceipt}</p> : null}
-          {/* Once M-Pesa has answered: the form again (a failed one to try with another number or amount). */}
-          {final ? <button type="button" className="secondary" onClick={() => (lastSends.delete(userId), setSent(undefined), setTyped(""), setError(""))}>{t("withdrawAgain")}</button> : null}
+          {/* The form again (a failed one to try with another number or amount). */}
+          {mayAskAnother ? <button type="button" className="secondary" onClick={() => (lastSends.delete(userId), setSent(undefined), setTyped(""), setError(""))}>{t("withdrawAgain")}</button> : null}
         </section>
       ) : (
         <form ref={formRef} onSubmit={onSubmit} noValidate>
