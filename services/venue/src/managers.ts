@@ -274,6 +274,9 @@ export class Managers {
    */
   async remove(venueId: string, caller: VenueCaller, userId: string): Promise<void> {
     await withTransaction(this.pool, async (tx) => {
+      // Two removals at once (a retry while the first runs) read the same last change: one after the other, the second
+      // reads the first's record.
+      await lockForTransaction(tx, personAtVenueLock(venueId, userId));
       const last = await lastManagerChange(tx, venueId, userId);
       await audit(tx, venueId, caller, "manager.removed", { user_id: userId });
       await managerEvent(tx, { venueId, userId, displayName: await this.nameOf(tx, venueId, userId), change: "removed", actorId: caller.subject });
