@@ -143,6 +143,8 @@ export class Managers {
       if (prior && (prior.accepted_at || prior.cancelled_at)) return { invitation: prior, made: false };
       const pending = prior ?? (await tx.query<InvitationRow>(
         `SELECT * FROM venue.manager_invitations WHERE venue_id = $1 AND phone = $2 AND accepted_at IS NULL AND cancelled_at IS NULL`, [venue.venueId, phone])).rows[0];
+      // Sent again since under another key (ResendManagerInvitation), whose link was texted: the one the invitee holds.
+      if (prior && prior.send_key !== input.key && prior.texted) return { invitation: prior, made: false };
       if (prior && !resendMakesLink({ sentAt: prior.sent_at, sendKey: prior.send_key, texted: prior.texted }, input.key, now)) return { invitation: prior, made: false };
       // Found by the number: a repeat of the key that last texted it texts nothing more either.
       if (pending && pending.send_key === input.key && pending.texted) return { invitation: pending, made: false };

@@ -109,6 +109,8 @@ export class Members {
         // Another start under the key is another request (it weighs in the splits), which before was answered with the
         // first as if it had been taken. Not the role: a manager may have changed it since (UpdateMember).
         if (input.joinedAt && m.joined_at.getTime() !== joinedAt.getTime()) throw new IdempotencyConflictError(input.key, "invitation");
+        // Sent again since under another key (ResendInvitation), whose link was texted: that is the link the worker holds.
+        if (m.invite_send_key !== input.key && m.invite_texted) return { member: m, made: false };
         if (!resendMakesLink({ sentAt: m.invite_sent_at, sendKey: m.invite_send_key, texted: m.invite_texted }, input.key, now)) return { member: m, made: false };
         await this.budgets.charge(phone, venue.venueId, caller.subject);
         return { member: await replaceLink(tx, m, link, input.key), made: true };

@@ -130,6 +130,12 @@ describe("invitation links: they expire, and a pending invitation is texted a ne
     assert.ok((await v.api.resendInvitation({ venueId: v.venueId, memberId, idempotencyKey: key })).invitationSent);
     assert.equal(await staffHash(memberId)(), sha256(second));
     assert.equal(linksTo(phone, "").length, texted);
+    // The invitation's own key, repeated after that (a queued retry): the same. Before, past the minute it texted a new
+    // link under it, voiding the resent one the worker held (within it, refused as too soon).
+    clock.advance(RESEND_SPACING_MS);
+    assert.ok((await v.api.inviteMember(invite)).invitationSent);
+    assert.equal(await staffHash(memberId)(), sha256(second));
+    assert.equal(linksTo(phone, "").length, texted);
 
     // Fourteen days on, the link says so (publicly, with its date) and accepting it changes nothing.
     clock.advance(LINK_TTL_MS);
@@ -180,6 +186,12 @@ describe("invitation links: they expire, and a pending invitation is texted a ne
     const resent = await v.api.resendManagerInvitation({ venueId: v.venueId, invitationId: invitation!.invitationId, idempotencyKey: randomUUID() });
     assert.ok(timestampDate(resent.invitation!.expiresAt!).getTime() > clock.now() + LINK_TTL_MS - 60_000);
     const second = await currentLink(phone, "manage/", managerHash(invitation!.invitationId));
+    // The invitation's own key repeated after the resend (a queued retry): nothing texted, the resent link kept. Before,
+    // a new link under it, voiding the one the invitee held.
+    clock.advance(RESEND_SPACING_MS);
+    const resentTexted = linksTo(phone, "manage/").length;
+    assert.ok((await v.api.inviteManager(invite)).invitationSent);
+    assert.deepEqual([linksTo(phone, "manage/").length, await managerHash(invitation!.invitationId)()], [resentTexted, sha256(second)]);
     await assert.rejects(invitee.acceptManagerInvitation({ token: first }), rejects(Code.NotFound, /token/));
     assert.equal((await invitee.acceptManagerInvitation({ token: second })).venueId, v.venueId);
     await assert.rejects(v.api.resendManagerInvitation({ venueId: v.venueId, invitationId: invitation!.invitationId, idempotencyKey: randomUUID() }),
