@@ -109,7 +109,8 @@ export class Distributions {
       remainderRule: REMAINDER_RULE,
       status: DistributionStatus.PREVIEW,
       summary: [`${METHOD_WORDS[rule.method]} (rule v${rule.version})`, ...notes.map((n) => n.words)].join("; "),
-      memberCount: shares.length,
+      // Paid ones: a line rounded to nothing (KES 2 among five) is shown, but the wallet pays it nothing.
+      memberCount: plan.lines.filter((l) => l.amountMinor > 0n).length,
       roundingRemainderMinor: plan.lines.reduce((s, l) => s + l.remainderMinor, 0n),
       notes: notes.map((n) => n.note),
       sharesDigest: sharesDigest(rule.version, plan),

@@ -430,6 +430,8 @@ export function toShareLine(s: ShareRow, currency: string) {
 /** `shown`: the lines the reader may see (a member, their own); the totals are always the whole split's. */
 export function toDistribution(d: DistributionRow, shares: ShareRow[], shown: ShareRow[] = shares): Distribution {
   const distributed = shares.reduce((s, x) => s + x.amount_minor, 0n);
+  // As the wallet paid them: a line rounded to nothing is kept (the split shows it) and paid nothing.
+  const paid = shares.filter((x) => x.amount_minor > 0n).length;
   return create(DistributionSchema, {
     distributionId: d.distribution_id,
     venueId: d.venue_id,
@@ -449,8 +451,8 @@ export function toDistribution(d: DistributionRow, shares: ShareRow[], shown: Sh
     confirmedAt: optionalTimestamp(d.confirmed_at),
     reversedAt: optionalTimestamp(d.reversed_at),
     revision: d.revision,
-    summary: `${METHOD_WORDS[d.method] ?? ""} (rule v${d.rule_version}); ${shares.length} members`,
-    memberCount: shares.length,
+    summary: `${METHOD_WORDS[d.method] ?? ""} (rule v${d.rule_version}); ${paid} members paid`,
+    memberCount: paid,
     roundingRemainderMinor: shares.reduce((s, x) => s + x.remainder_minor, 0n),
   });
 }
@@ -504,7 +506,7 @@ export async function sharesOfWorker(db: Queryable, workerId: string, cursor: { 
             (SELECT count(*)::int FROM venue.shares x WHERE x.distribution_id = d.distribution_id AND x.amount_minor > 0) AS members_paid,
             (SELECT sum(x.amount_minor)::bigint FROM venue.shares x WHERE x.distribution_id = d.distribution_id) AS pool_total
        FROM venue.shares s JOIN venue.distributions d USING (distribution_id)
-      WHERE s.worker_id::text = $1 AND d.status IN ('confirmed', 'reversed')
+      WHERE s.worker_id::text = $1 AND d.status IN ('confirmed', 'reversed') AND s.amount_minor > 0
         AND ($2::timestamptz IS NULL OR (d.confirmed_at, d.distribution_id, s.member_id) < ($2::timestamptz, $3::uuid, $5::uuid))
       ORDER BY d.confirmed_at DESC, d.distribution_id DESC, s.member_id DESC LIMIT $4`,
     [workerId, cursor?.at ?? null, cursor?.id ?? null, limit, cursor?.member ?? null],

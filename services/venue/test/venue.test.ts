@@ -386,6 +386,28 @@ describe("venue staff, shifts and pooled tips", () => {
     assert.deepEqual(rows.map((r) => r.open), [false], "the one shift, closed by the removal");
   });
 
+  test("a pool too small for all on shift (KES 2 among five): the lines rounded to nothing are shown, but not counted as paid nor listed as a worker's share", async () => {
+    const start = new Date(Date.now() - 10 * HOUR);
+    const at = (hours: number) => new Date(start.getTime() + hours * HOUR);
+    const v = await h.newVenue("Kibanda");
+    const staff = [];
+    for (const name of ["Amani", "Baraka", "Chausiku", "Dalia", "Eshe"]) staff.push(await h.join(v, name, "front_of_house", at(-1)));
+    for (const m of staff) await v.api.recordShift({ venueId: v.venueId, memberId: m.memberId, startedAt: ts(at(0)), endedAt: ts(at(4)), idempotencyKey: randomUUID() });
+    await v.api.setSplitRule({ venueId: v.venueId, method: SplitMethod.EQUAL_ON_SHIFT, idempotencyKey: randomUUID() });
+    await h.tipPool(v.venueId, KES(2).amountMinor);
+    const p = period(at(0), new Date());
+    const preview = (await v.api.previewDistribution({ venueId: v.venueId, period: p })).distribution!;
+    const amounts = preview.shares.map((x) => x.amount!.amountMinor).sort();
+    assert.deepEqual(amounts, [0n, 0n, 0n, 100n, 100n]);
+    // Before, 5: "Members with a share: 5" beside KES 2 that pays two.
+    assert.equal(preview.memberCount, 2);
+    const d = (await v.api.confirmDistribution({ venueId: v.venueId, period: p, expectedCollected: KES(2) })).distribution!;
+    assert.equal(d.memberCount, 2);
+    const listed = await Promise.all(staff.map(async (m) => (await h.asWorker(m.workerId).listMyShares({})).shares.length));
+    // Before, the three paid nothing each read a share of KES 0 from Kibanda.
+    assert.deepEqual(listed.sort(), [0, 0, 0, 1, 1]);
+  });
+
   test("a distribution by hours: preview, confirm posts one entry once, members told, a leaver and the manager get nothing, reversal with a reason", async () => {
     const start = new Date(Date.now() - 10 * HOUR);
     const at = (hours: number) => new Date(start.getTime() + hours * HOUR);
