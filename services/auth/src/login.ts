@@ -22,9 +22,7 @@ const PIN_SESSION_TTL_MS = 5 * 60_000;
 /** How long after a verified OTP the same challenge may still reset the PIN. */
 const RESET_WINDOW = "10 minutes";
 
-// The id as stored (randomUUID's lower case): one sent back in capitals (iOS's uuidString) finds its row, and its right
-// code was counted a wrong try.
-const otpDigest = (core: AuthCore, challengeId: string, code: string) => hmacSha256(core.sealer.otpKey, `${challengeId.toLowerCase()}:${code}`);
+const otpDigest = (core: AuthCore, challengeId: string, code: string) => hmacSha256(core.sealer.otpKey, `${challengeId}:${code}`);
 
 /** How long a sign-in code is kept past its expiry (support's look at a failed sign-in). */
 export const OTP_KEPT_AFTER_EXPIRY_MS = 86_400_000;
@@ -57,12 +55,14 @@ async function checkOtp(core: AuthCore, challengeId: string, otp: string, ip: st
   const { rows } = await core.ctx.pool.query(
     `UPDATE auth.otp_challenges SET attempts = attempts + 1
       WHERE challenge_id = $1 AND attempts < $2 AND consumed_at IS NULL AND (${condition})
-      RETURNING phone, locale, code_hash, attempts`,
+      RETURNING challenge_id::text, phone, locale, code_hash, attempts`,
     [challengeId, OTP_MAX_TRIES, new Date(clockOf(core.ctx).now())],
   );
   const ch = rows[0];
   if (!ch) throw new InvalidStateError("this code has expired, was used, had too many tries, or a newer one was sent: use the newest code or ask for a new one");
-  if (!sameBytes(otpDigest(core, challengeId, otp), ch.code_hash)) {
+  // The id as stored: PostgreSQL finds the row by any spelling of it (capitals, as iOS writes UUIDs; braces), and the
+  // right code hashed under the id as sent was counted a wrong try.
+  if (!sameBytes(otpDigest(core, ch.challenge_id, otp), ch.code_hash)) {
     const user = await userByPhone(core, ch.phone);
     await audit(core.ctx.pool, AuditAction.LOGIN_FAILED, { userId: user?.user_id, ip, detail: `wrong OTP (${ch.attempts} of ${OTP_MAX_TRIES})` });
     throw fieldError("otp", `wrong code; ${OTP_MAX_TRIES - ch.attempts} tries left`);
