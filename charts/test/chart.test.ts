@@ -102,6 +102,8 @@ describe("helm chart", () => {
       assert.equal(svc.spec.externalTrafficPolicy, "Local", type);
     }
     assert.equal(gatewayService(await render()).spec.externalTrafficPolicy, undefined);
+    // Chosen, for a balancer that cannot tell which nodes run a gateway pod.
+    assert.equal(gatewayService(await render("gateway.service.type=NodePort", "gateway.service.externalTrafficPolicy=Cluster")).spec.externalTrafficPolicy, "Cluster");
   });
 
   test("otel: off by default; otel.endpoint gives every component the OTLP endpoint, its service name, the sampler (otel.sampleRatio) and egress to the collector", async () => {
