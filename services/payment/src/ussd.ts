@@ -266,11 +266,12 @@ function amountChosen(d: Dialogue, target: TipTarget, step: string): State {
 }
 
 /**
- * Whole shillings as people type them: "1000", "1,000" (grouped in thousands: told "no cents" before) or "1000.00";
- * NaN for anything else. "100,50" is cents, as a comma before two digits is in Swahili and much of Europe.
+ * Whole shillings as people type them: "1000", "1,000" (grouped in thousands: told "no cents" before), "1000.00" or
+ * "1,000.00"; NaN for anything else. "100,50" is cents, as a comma before two digits is in Swahili and much of Europe.
  */
 function typedShillings(step: string): number {
-  const plain = /^\d{1,3}(,\d{3})+$/.test(step) ? step.replaceAll(",", "") : step.replace(/[.,]00?$/, "");
+  const whole = step.replace(/[.,]00?$/, "");
+  const plain = /^\d{1,3}(,\d{3})+$/.test(whole) ? whole.replaceAll(",", "") : whole;
   return /^\d{1,6}$/.test(plain) ? Number(plain) : NaN;
 }
 

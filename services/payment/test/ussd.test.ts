@@ -232,7 +232,7 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
 
   test("a typed amount grouped in thousands or with no cents is whole shillings: confirmed as typed", async () => {
     const w = await worker("Baraka");
-    for (const [typed, kes] of [["1,000", "1,000"], ["12,500", "12,500"], ["150.00", "150"], ["150,0", "150"]]) {
+    for (const [typed, kes] of [["1,000", "1,000"], ["12,500", "12,500"], ["150.00", "150"], ["150,0", "150"], ["1,000.00", "1,000"]]) {
       const s = await playDialogue(url, dialler().at, ["1", w.code, "5", typed]);
       // Before, "1,000" was told "Whole shillings only, no cents."
       assert.match(s.screens.at(-1)!.answer, new RegExp(`^CON Tip Baraka KES ${kes} by M-Pesa\\?`), typed);
