@@ -166,6 +166,8 @@ describe("the worker's web app (chromium at phone size)", () => {
     // Before, the screen kept only that payout, with no way back to the form until the page was loaded again.
     await page.getByRole("button", { name: "Make another withdrawal" }).click();
     await page.getByLabel("Amount (KES, whole shillings)").waitFor();
+    // Its amount still held: the balance is read again, not the KES 85 read before it.
+    await page.getByTestId("withdraw-available").filter({ hasText: /^KES \d/, hasNotText: "KES 85" }).waitFor({ timeout: 20_000 });
 
     // This month's statement as CSV.
     await page.getByRole("link", { name: "Statements" }).click();

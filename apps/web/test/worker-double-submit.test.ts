@@ -141,41 +141,47 @@ describe("the worker's forms under a double tap (chromium at phone size)", () =>
     assert.equal((await h.api(PaymentService, worker.token).listPayouts({})).payouts.length, 1);
   });
 
-  test("a withdrawal whose answer was lost, asked again with the number typed where it was left blank, is the same payout; to another number, told so, and a payout of its own when asked again", async () => {
+  test("a withdrawal whose answer was lost, asked again with the number typed where it was left blank (or the other way), is asked about first: given as then, the same payout; asked again as it is, a payout of its own", async () => {
     const { worker, page, calls } = await withdrawingWorker("Nafula");
     // The number a blank field stands for: set in the worker's settings.
     await h.sql("INSERT INTO payment.payout_settings (worker_id, payout_phone) VALUES ($1, $2)", [worker.id, `254${worker.phone.slice(1)}`]);
     const number = page.getByLabel("M-Pesa number (empty: your payout number)");
     const amount = page.getByLabel("Amount (KES, whole shillings)");
     const refused = page.locator("form").getByRole("alert");
+    const maybeSent = (how: string) => refused.filter({ hasText: `A withdrawal of KES 800 asked for before, with the number ${how}, got no answer: it may have gone.` });
     const ask = async (phone: string, kes: string) => {
       await number.fill(phone);
       await amount.fill(kes);
       await page.getByRole("button", { name: "Withdraw" }).click();
       await h.pinIfAsked(page, worker.pin, page.getByTestId("payout-status").or(refused));
     };
-    // Left blank (the payout number), the answer lost; asked again with that number typed.
+    const payouts = async () => (await h.api(PaymentService, worker.token).listPayouts({})).payouts.map((p) => p.amount!.amountMinor);
+    // Left blank (the payout number), the answer lost; asked again with that number typed: asked about, nothing sent.
     await loseFirstAnswer(page, "ttip.payment.v1.PaymentService/RequestPayout");
-    await ask("", "1000");
+    await ask("", "800");
     await refused.waitFor({ timeout: 20_000 });
-    await ask(worker.phone, "1000");
+    await ask(worker.phone, "800");
+    // Before, another key: a second payout of KES 800 to the same number.
+    await maybeSent("left empty").waitFor({ timeout: 20_000 });
+    assert.equal(calls.get("RequestPayout"), 1);
+    // Given as then: that payout.
+    await ask("", "800");
     await page.getByTestId("payout-status").waitFor({ timeout: 20_000 });
-    // Before, another key: a second payout of KES 1,000 to the same number.
-    assert.equal((await h.api(PaymentService, worker.token).listPayouts({})).payouts.length, 1);
+    assert.deepEqual(await payouts(), [80_000n]);
     await page.getByRole("button", { name: "Make another withdrawal" }).click({ timeout: 30_000 });
 
-    // Lost again; then the same amount to another number: refused as maybe the first, and sent when asked once more.
-    await loseFirstAnswer(page, "ttip.payment.v1.PaymentService/RequestPayout");
-    await ask("", "500");
-    await refused.waitFor({ timeout: 20_000 });
+    // The other way: typed, lost; asked again blank, it is asked about; asked again as it is, a payout of its own.
     const other = testPhone({ format: "07" });
-    await ask(other, "500");
-    await refused.filter({ hasText: "A withdrawal of this amount to another number was asked for and not answered" }).waitFor({ timeout: 20_000 });
-    await ask(other, "500");
+    await loseFirstAnswer(page, "ttip.payment.v1.PaymentService/RequestPayout");
+    await ask(other, "800");
+    await refused.waitFor({ timeout: 20_000 });
+    await ask("", "800");
+    await maybeSent("typed in").waitFor({ timeout: 20_000 });
+    assert.equal(calls.get("RequestPayout"), 3);
+    await ask("", "800");
     await page.getByTestId("payout-status").waitFor({ timeout: 20_000 });
-    assert.equal(calls.get("RequestPayout"), 5);
-    const payouts = (await h.api(PaymentService, worker.token).listPayouts({})).payouts;
-    assert.deepEqual(payouts.map((p) => p.amount!.amountMinor).sort((a, b) => Number(a - b)), [50_000n, 50_000n, 100_000n]);
+    assert.equal(calls.get("RequestPayout"), 4);
+    assert.deepEqual((await payouts()).sort((a, b) => Number(a - b)), [80_000n, 80_000n, 80_000n]);
   });
 
   test("a withdrawal left while it is sent and opened again shows that payout; after a lost answer, the same amount from a screen opened again is the same payout", async () => {

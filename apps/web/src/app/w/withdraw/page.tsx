@@ -1,8 +1,7 @@
 "use client";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createClient } from "@connectrpc/connect";
 import { useMutation, useQuery, useTransport } from "@connectrpc/connect-query";
 import { useEffect, useRef, useState } from "react";
-import { DomainErrorInfoSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 import { PayoutStatus, type Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { LimitKind, type WithdrawalLimit } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -108,22 +107,16 @@ function savePayoutKeys(userId: string, keys: WriteKey): void {
 }
 
 /**
- * What a withdrawal asks, for its key. A number left blank is the payout number, which this screen does not know: the
- * same amount asked with a number typed, while a send with it blank is unanswered (or the other way round), may be
- * that payout asked again, and goes under its key (before, a new key: a second payout). Payment replays it when the
- * numbers are one, and refuses it (ALREADY_EXISTS, which settles the key) when not: told so, the worker asks again.
+ * A withdrawal of the same amount sent and unanswered, with the number left blank where this one has it typed, or the
+ * other way round; undefined when there is none. Blank is the payout number, which this screen does not know: this
+ * may be that payout asked again, which under its own key is a second one (and under the other's key, a payout to
+ * another number answered for it), so the worker is asked first.
  */
-function payoutIntent(keys: WriteKey, amountMinor: bigint, phone: string): string {
-  const asked = `${amountMinor}|${phone}`;
-  if (keys.sentUnanswered(asked)) return asked;
+function unansweredLikeIt(keys: WriteKey, amountMinor: bigint, phone: string): string | undefined {
+  if (keys.sentUnanswered(`${amountMinor}|${phone}`)) return undefined;
   const blank = `${amountMinor}|`;
-  const unanswered = keys.unansweredWrites().map(([intent]) => intent);
-  return unanswered.find((intent) => (phone ? intent === blank : intent.startsWith(blank))) ?? asked;
+  return keys.unansweredWrites().map(([intent]) => intent).find((intent) => (phone ? intent === blank : intent.startsWith(blank)));
 }
-
-/** Payment's refusal of a key sent before for another request: here, the same amount to another number (payoutIntent). */
-const otherNumberRefusal = (x: unknown) =>
-  x instanceof ConnectError && x.code === Code.AlreadyExists && x.findDetails(DomainErrorInfoSchema).some((d) => d.reason === "IDEMPOTENCY_KEY_CONFLICT");
 
 /**
  * Withdraw to M-Pesa. M-Pesa's fee is quoted as the amount is typed. The
@@ -183,6 +176,7 @@ export default function Withdraw() {
   }, [userId, t]);
   const busy = write.busy || resuming;
   const formRef = useRef<HTMLFormElement>(null);
+  const askedAboutLike = useRef("");
   const maxUnits = perWithdrawalUnits(limits.data?.limits);
   const available = balance.data?.balances[0]?.available?.amountMinor ?? 0n;
   const onSubmit = write.onSubmit(async (form, send) => {
@@ -195,7 +189,15 @@ export default function Withdraw() {
     // Over the balance or what is left of a limit: refused here, before the device key signs, as wallet would refuse it.
     // Not a payout asked again after a lost answer: the balance read since may be less by that very payout, which
     // asked again is answered (payment replays it).
-    const again = payoutKeysOf(userId).sentUnanswered(payoutIntent(payoutKeysOf(userId), checked.value.amountMinor, checked.value.mpesaPhone));
+    const intent = `${checked.value.amountMinor}|${checked.value.mpesaPhone}`;
+    const like = unansweredLikeIt(payoutKeysOf(userId), checked.value.amountMinor, checked.value.mpesaPhone);
+    if (like && askedAboutLike.current !== intent) {
+      // Once: asked again as it is, it is a withdrawal of its own.
+      askedAboutLike.current = intent;
+      setError(t("err_payout_maybe_sent", { amount: formatMoney(checked.value.amountMinor, WALLET_CURRENCY), how: t(like.endsWith("|") ? "numberLeftEmpty" : "numberTyped") }));
+      return focusProblem(formRef.current, INPUTS, "mpesa_phone");
+    }
+    const again = payoutKeysOf(userId).sentUnanswered(intent);
     const over = again ? undefined : withdrawalOver(checked.value.amountMinor, balance.data ? available : undefined, limits.data?.limits ?? []);
     if (over) {
       const words = { left: formatMoney(over.leftMinor, WALLET_CURRENCY), least: formatMoney(BigInt(PAYOUT_MIN_UNITS) * 100n, WALLET_CURRENCY) };
@@ -224,14 +226,14 @@ export default function Withdraw() {
     }
   }, (x) => {
     setStep("");
-    setError(otherNumberRefusal(x) ? t("err_payout_other_number") : err(x));
+    setError(err(x));
     focusProblem(formRef.current, INPUTS, refusedField(x));
     // A send whose answer was lost may have made the payout, which holds its amount: the balance shown follows.
     void Promise.all([refetchBalance(), refetchLimits()]);
   }, (form) => {
     // The payout's key follows what it sends, as the phone's does: "1,000" retyped "1000" after a lost answer is that payout.
     const checked = checkWithdrawal(String(form.get("amount") ?? ""), String(form.get("phone") ?? ""), maxUnits);
-    return checked.ok ? payoutIntent(payoutKeysOf(userId), checked.value.amountMinor, checked.value.mpesaPhone) : formIntent(form);
+    return checked.ok ? `${checked.value.amountMinor}|${checked.value.mpesaPhone}` : formIntent(form);
   });
 
   return (
@@ -256,7 +258,8 @@ export default function Withdraw() {
           {outcome ? <p data-testid="payout-outcome">{t(outcome)}</p> : null}
           {p?.mpesaReceipt ? <p>{t("mpesaReceipt")} {p.mpesaReceipt}</p> : null}
           {/* The form again (a failed one to try with another number or amount). */}
-          {mayAskAnother ? <button type="button" className="secondary" onClick={() => (lastSends.delete(userId), setSent(undefined), setTyped(""), setError(""))}>{t("withdrawAgain")}</button> : null}
+          {/* Read again: a payout on hold or being resolved still holds its amount, which the balance read before it counted. */}
+          {mayAskAnother ? <button type="button" className="secondary" onClick={() => (lastSends.delete(userId), setSent(undefined), setTyped(""), setError(""), void Promise.all([refetchBalance(), refetchLimits()]))}>{t("withdrawAgain")}</button> : null}
         </section>
       ) : (
         <form ref={formRef} onSubmit={onSubmit} noValidate>
