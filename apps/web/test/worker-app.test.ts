@@ -490,7 +490,15 @@ describe("the worker's web app (chromium at phone size)", () => {
     await page.reload();
     await card.getByRole("button", { name: "Clock out" }).waitFor({ timeout: 20_000 });
     assert.match(await card.getByTestId("clocked-in").innerText(), /^Clocked in since /);
-    await card.getByRole("button", { name: "Clock out" }).click();
+    // The shifts not read (venue restarting): before, "Clock in" was offered to one clocked in, which the service refused.
+    const shiftsRead = "**/ttip.venue.v1.VenueService/ListShifts";
+    await page.route(shiftsRead, (route) => route.fulfill({ status: 503, contentType: "application/json", body: JSON.stringify({ code: "unavailable", message: "venue is restarting" }) }));
+    await page.reload();
+    await card.getByRole("alert").first().waitFor({ timeout: 20_000 });
+    assert.equal(await card.getByRole("button", { name: /^Clock (in|out)$/ }).isDisabled(), true);
+    await page.unroute(shiftsRead);
+    await page.reload();
+    await card.getByRole("button", { name: "Clock out" }).click({ timeout: 20_000 });
     await card.getByRole("button", { name: "Clock in" }).waitFor({ timeout: 20_000 });
     const window = { start: timestampFromDate(new Date(Date.now() - 3_600_000)), end: timestampFromDate(new Date(Date.now() + 60_000)) };
     const { shifts } = await h.api(VenueService, worker.token).listShifts({ venueId: venue.id, period: window });

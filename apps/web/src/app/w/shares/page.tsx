@@ -44,7 +44,8 @@ function useOpenShift(venueId: string) {
   const period = useMemo(() => ({ start: timestampFromDate(new Date(asOf - 1_000)), end: timestampFromDate(new Date(asOf + CLOCK_OUT_WITHIN_MS)) }), [asOf]);
   const shifts = useQuery(VenueService.method.listShifts, { venueId, period }, { retry: false });
   const open = shifts.data?.shifts.find((s) => !s.endedAt)?.startedAt;
-  return { known: !shifts.isPending, open: open ? timestampDate(open) : undefined, error: shifts.error, readAt: shifts.dataUpdatedAt, refetch: () => setAsOf(Date.now()) };
+  // Known only once read: a failed read has no open shift to show, and offered "Clock in" to one clocked in.
+  return { known: shifts.isSuccess, open: open ? timestampDate(open) : undefined, error: shifts.error, readAt: shifts.dataUpdatedAt, refetch: () => setAsOf(Date.now()) };
 }
 
 /** One venue: the rule in force (every member may read it) and clocking in and out. */
