@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, afterEach, before, describe, test } from "node:test";
-import { SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { MemberStatus, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import type { Page } from "playwright-core";
 import { eventually, loseFirstAnswer, WebHarness } from "./harness.js";
@@ -74,6 +74,27 @@ describe("the venue's staff invitation form (chromium)", () => {
     await page.getByRole("status").filter({ hasText: "Jabari" }).waitFor({ timeout: 30_000 });
     const members = (await h.api(VenueService, venue.managerToken).listMembers({ venueId: venue.id })).members;
     assert.deepEqual(members.map((m) => m.displayName).filter((n) => n === "Neema" || n === "Jabari").sort(), ["Jabari", "Neema"]);
+  });
+
+  test("an invitation whose answer was lost, withdrawn from the list, then sent again: says it was withdrawn, not 'is invited'; sent once more, a new invitation", async () => {
+    const venue = await h.venue("Msafiri Inn");
+    const page = await h.signedInAs({ accessToken: venue.managerToken });
+    await page.goto(`${h.url}/v/${venue.id}/staff`);
+    await loseFirstAnswer(page, "ttip.venue.v1.VenueService/InviteMember");
+    await page.getByLabel("Phone number", { exact: true }).fill(testPhone({ format: "07" }));
+    await page.getByLabel("Name", { exact: true }).fill("Zawadi");
+    const sendIt = () => page.getByRole("button", { name: "Send invitation" }).click();
+    await sendIt();
+    await page.locator("p.error[role=alert]").waitFor({ timeout: 30_000 });
+    await page.getByRole("button", { name: "Cancel Zawadi's invitation" }).click({ timeout: 30_000 });
+    await page.getByRole("status").filter({ hasText: "Zawadi" }).waitFor({ timeout: 30_000 });
+    await sendIt();
+    // Before, "Zawadi is invited, but the SMS could not be sent now": nobody was.
+    await page.getByRole("status").filter({ hasText: "Zawadi's invitation was withdrawn before this answer came: nobody is invited." }).waitFor({ timeout: 30_000 });
+    await sendIt();
+    await page.getByRole("status").filter({ hasText: "Zawadi was invited by SMS." }).waitFor({ timeout: 30_000 });
+    const members = (await h.api(VenueService, venue.managerToken).listMembers({ venueId: venue.id, includeLeft: true })).members;
+    assert.deepEqual(members.filter((m) => m.displayName === "Zawadi").map((m) => MemberStatus[m.status]).sort(), ["CANCELLED", "INVITED"]);
   });
 
   test("a split rule whose answer was lost, then another method put in force, is that method: not 'check the idempotency key'", async () => {

@@ -4,6 +4,9 @@ import { normaliseKenyanPhone } from "../../lib/phone";
 import type { useSaidWrite } from "./use-said-write";
 import { useVT } from "./use-vt";
 
+/** How an invitation asked again had ended: the words for it. */
+export type InvitationEnd = "v_inviteEndedWithdrawn" | "v_inviteEndedAccepted" | "v_inviteEndedLeft";
+
 /**
  * A venue's invitation by phone and name (to its staff, to manage it), on a screen whose writes `write` runs: its
  * inputs are checked before anything is sent, and a refusal focuses the input its field names (`inputs`: field to
@@ -20,11 +23,16 @@ export function useInvitationForm(write: ReturnType<typeof useSaidWrite>, inputs
     if (!name) return void refuse(form, "name", t("v_errName"));
     return { phone: `0${phone.slice(3)}`, name };
   };
-  /** Sends it under its key (kept for a retry of the same `intent`) and says how it went; the form is emptied once sent. */
-  const send = (form: HTMLFormElement, name: string, intent: unknown[], call: (key: string) => Promise<{ invitationSent: boolean }>) =>
+  /**
+   * Sends it under its key (kept for a retry of the same `intent`) and says how it went; the form is emptied once
+   * sent. `ended`: the invitation the key made ended before this answer (a retry after a lost answer finds it so).
+   */
+  const send = (form: HTMLFormElement, name: string, intent: unknown[], call: (key: string) => Promise<{ invitationSent: boolean; ended?: InvitationEnd }>) =>
     void write.run(async (send) => {
       try {
         const res = await send(call);
+        // Not "is invited" of one withdrawn or accepted meanwhile: the form is kept, to invite them anew if meant.
+        if (res.ended) return t(res.ended, { name });
         form.reset();
         return res.invitationSent ? t("v_invited", { name }) : t("v_invitedNoSms", { name });
       } catch (err) {

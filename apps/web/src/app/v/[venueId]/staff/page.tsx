@@ -7,7 +7,7 @@ import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { VenueNav } from "../../nav";
 import { focusField, localTime, shown } from "../../util";
 import { LinkState } from "../../link-state";
-import { useInvitationForm } from "../../use-invitation-form";
+import { type InvitationEnd, useInvitationForm } from "../../use-invitation-form";
 import { useSaidWrite } from "../../use-said-write";
 import { useVT } from "../../use-vt";
 import { venueRoleName, type VenueKey } from "../../../../lib/venue-i18n";
@@ -27,6 +27,12 @@ const STATUS: Record<MemberStatus, VenueKey | ""> = {
 };
 
 /** Ended: nothing to change on the row (its role is shown as it was). */
+/** An invitation's state, answered to its key asked again, when it is no longer open. */
+const INVITATION_ENDS: Partial<Record<MemberStatus, InvitationEnd>> = {
+  [MemberStatus.CANCELLED]: "v_inviteEndedWithdrawn",
+  [MemberStatus.ACTIVE]: "v_inviteEndedAccepted",
+  [MemberStatus.LEFT]: "v_inviteEndedLeft",
+};
 const ended = (m: Member) => m.status === MemberStatus.LEFT || m.status === MemberStatus.CANCELLED;
 
 /**
@@ -71,8 +77,10 @@ export default function Staff() {
     if (typedJoined && !joinedAt) return inviting.refuse(form, "joinedAt", t("v_errJoined"));
     if (joinedAt && Number(joinedAt.seconds) * 1000 > Date.now() + MAX_START_AHEAD_MS) return inviting.refuse(form, "joinedAt", t("v_errJoinedAhead"));
     const roleId = String(f.get("role"));
-    inviting.send(form, who.name, [who.phone, who.name, roleId, typedJoined], (key) =>
-      invite.mutateAsync({ venueId, phone: who.phone, displayName: who.name, roleId, joinedAt, idempotencyKey: key }));
+    inviting.send(form, who.name, [who.phone, who.name, roleId, typedJoined], async (key) => {
+      const res = await invite.mutateAsync({ venueId, phone: who.phone, displayName: who.name, roleId, joinedAt, idempotencyKey: key });
+      return { invitationSent: res.invitationSent, ended: INVITATION_ENDS[res.member?.status ?? MemberStatus.INVITED] };
+    });
   };
   // A new link by SMS; the old one stops working.
   const onResend = (m: Member) => inviting.sendAgain(m.displayName, m.memberId, (key) => resend.mutateAsync({ venueId, memberId: m.memberId, idempotencyKey: key }));
