@@ -113,6 +113,21 @@ describe("the venue's staff invitation form (chromium)", () => {
     await eventually("the lost answer's error gone, and none in its place", async () => (await page.locator("p.error").count()) === 0);
   });
 
+  test("a new version of the split rule starts as the rule in force: saved to add a note, it changes nothing else", async () => {
+    const venue = await h.venue("Baobab Terrace");
+    const api = h.api(VenueService, venue.managerToken);
+    await api.setSplitRule({ venueId: venue.id, method: SplitMethod.BY_HOURS, includeManagers: true, idempotencyKey: randomUUID() });
+    const page = await h.signedInAs({ accessToken: venue.managerToken });
+    await page.goto(`${h.url}/v/${venue.id}/rules`);
+    await page.getByTestId("rule-words").waitFor({ timeout: 30_000 });
+    await page.getByLabel("Why it changes (kept in the audit trail)").fill("same rule, noted");
+    await page.getByRole("button", { name: "Put this rule in force" }).click();
+    await eventually("version 2 in force", async () => (await api.getSplitRule({ venueId: venue.id, version: 0 })).rule?.version === 2);
+    const { rule } = await api.getSplitRule({ venueId: venue.id, version: 0 });
+    // Before, equal shares among those on shift, managers left out: the form's blank defaults.
+    assert.deepEqual([SplitMethod[rule!.method], rule!.includeManagers, rule!.note], ["BY_HOURS", true, "same rule, noted"]);
+  });
+
   test("a new venue's split rule page says no rule is in force yet (not a refusal), in English and Swahili", async () => {
     const venue = await h.venue("Jacaranda Lounge");
     for (const [locale, words] of [

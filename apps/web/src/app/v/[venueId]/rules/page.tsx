@@ -19,7 +19,15 @@ export default function Rules() {
   const history = useQuery(VenueService.method.listSplitRules, { venueId });
   const members = useQuery(VenueService.method.listMembers, { venueId, includeLeft: true });
   const set = useMutation(VenueService.method.setSplitRule);
-  const [method, setMethod] = useState<SplitMethod>(SplitMethod.EQUAL_ON_SHIFT);
+  // A new version starts as the rule in force: from blank defaults, saved to change only its note, it changed the method
+  // and dropped the managers, and the next split paid as nobody chose.
+  const inForce = current.data?.rule;
+  const [chosen, setMethod] = useState<SplitMethod>();
+  const method = chosen ?? inForce?.method ?? SplitMethod.EQUAL_ON_SHIFT;
+  const percentOf = (memberId: string) => {
+    const bp = inForce?.fixedShares.find((x) => x.memberId === memberId)?.basisPoints;
+    return bp === undefined ? "" : String(bp / 100);
+  };
   const [error, setError] = useState("");
   const [note, setNote] = useState("");
   const active = (members.data?.members ?? []).filter((m) => m.status === MemberStatus.ACTIVE);
@@ -71,7 +79,8 @@ export default function Rules() {
       </section>
       {error ? <p className="error" role="alert">{error}</p> : null}
       {note ? <p role="status">{note}</p> : null}
-      <form onSubmit={submit} noValidate>
+      {/* Drawn again for each version in force, so that its fields start from it. */}
+      <form key={inForce?.version ?? 0} onSubmit={submit} noValidate>
         <h2>{t("v_newVersion")}</h2>
         <label className="field" htmlFor="method">{t("v_howSplit")}</label>
         {/* Named: the method is part of what the form asks, so another method after a lost answer is another write (its own key). */}
@@ -84,12 +93,12 @@ export default function Rules() {
             {active.map((m) => (
               <div key={m.memberId}>
                 <label className="field" htmlFor={`pct-${m.memberId}`}>{m.displayName}</label>
-                <input id={`pct-${m.memberId}`} name={`pct-${m.memberId}`} type="text" inputMode="decimal" />
+                <input id={`pct-${m.memberId}`} name={`pct-${m.memberId}`} type="text" inputMode="decimal" defaultValue={percentOf(m.memberId)} />
               </div>
             ))}
           </fieldset>
         ) : null}
-        <label className="check"><input type="checkbox" name="includeManagers" /> {t("v_includeManagers")}</label>
+        <label className="check"><input type="checkbox" name="includeManagers" defaultChecked={inForce?.includeManagers ?? false} /> {t("v_includeManagers")}</label>
         <label className="field" htmlFor="note">{t("v_why_change")}</label>
         <input id="note" name="note" type="text" maxLength={500} />
         <button type="submit" disabled={write.busy}>{t("v_putInForce")}</button>
