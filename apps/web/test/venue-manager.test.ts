@@ -170,6 +170,15 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     // Worded by the screen from the service's fields (member count, the rounding rule).
     assert.equal(await preview.getByTestId("members-paid").innerText(), "Members with a share: 1");
     assert.match(await preview.getByTestId("rounding").innerText(), /^Rounding: Each member gets their weight's share/);
+    // Previewed again and refused (venue restarting): before, the last preview's Confirm stayed, as if for the fields.
+    const previewing = "**/ttip.venue.v1.VenueService/PreviewDistribution";
+    await page.route(previewing, (route) => route.fulfill({ status: 503, contentType: "application/json", body: JSON.stringify({ code: "unavailable", message: "venue is restarting" }) }));
+    await page.getByRole("button", { name: "Preview the split" }).click();
+    await see(page, page.locator("p.error[role=alert]"));
+    assert.equal(await page.getByRole("button", { name: /^Confirm and pay/ }).count(), 0);
+    await page.unroute(previewing);
+    await page.getByRole("button", { name: "Preview the split" }).click();
+    await see(page, preview.getByText("preview (nothing saved)"));
     await h.screenshot(page, "venue-preview");
     // A co-manager puts a rule in force meanwhile: the confirm is refused, nothing is paid, and the split as it is
     // now is shown to confirm instead.

@@ -117,6 +117,8 @@ export default function Distributions() {
     if (s.seconds >= u.seconds) return (setError(t("v_errPeriodOrder")), focusField("end"));
     const p = { start: s, end: u } as Period;
     void run(async () => {
+      // The last preview goes first: refused or lost, its Confirm stayed beside the other period typed above it.
+      setPreview(undefined);
       const { distribution } = await previewM.mutateAsync({ venueId, period: p });
       setPreview(distribution);
       setPeriod(p);
