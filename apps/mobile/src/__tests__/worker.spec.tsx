@@ -298,6 +298,21 @@ test("a withdrawal whose answer was lost shows the balance its payout left, not 
   expect(gw.payouts.size).toBe(1);
 });
 
+test("a withdrawal whose answer was lost, asked again with the payout number typed where it was left blank, is asked about first; given as then, it is that payout", async () => {
+  const gw = await withdrawalAnswerLost("1000");
+  await openTab("withdraw");
+  await fireEvent.changeText(await screen.findByTestId("amount"), "1000");
+  await fireEvent.changeText(screen.getByTestId("mpesa"), "0712 345 678");
+  await fireEvent.press(screen.getByTestId("withdraw-submit"));
+  // Before, a new key: a second payout of KES 1,000.
+  expect(await screen.findByRole("alert")).toHaveTextContent(/^A withdrawal of KES 1,000 asked for before, with the number left empty, got no answer: it may have gone\./);
+  expect(screen.queryByTestId("withdraw-confirm")).toBeNull();
+  await fireEvent.changeText(screen.getByTestId("mpesa"), "");
+  await startWithdrawal(gw, "1000");
+  expect(await screen.findByText(/Withdrawal of KES 1,000: sent/, {}, AFTER_POLLS)).toBeTruthy();
+  expect(gw.payouts.size).toBe(1);
+});
+
 test("a payout whose answer was lost, confirmed again and refused by the gateway (a rate limit), asked for again is the same payout", async () => {
   const gw = await withdrawalAnswerLost("300");
   expect(gw.payouts.size).toBe(1);

@@ -12,7 +12,7 @@ import { formatAmount, formatMoney, parseWholeUnits, PAYOUT_MIN_UNITS, WALLET_CU
 import { payoutFinal, payoutOutcomeKey } from "@ttip/web-lib/payout-outcome";
 import { nairobiDateTime } from "@ttip/web-lib/nairobi-time";
 import { normaliseKenyanPhone } from "@ttip/web-lib/phone";
-import { withdrawalOver } from "@ttip/web-lib/withdrawal-check";
+import { unansweredLikeIt, withdrawalOver } from "@ttip/web-lib/withdrawal-check";
 import { settlesWrite, WriteKey } from "@ttip/web-lib/write-key";
 import { useEffect, useRef, useState } from "react";
 import { Text, View } from "react-native";
@@ -123,6 +123,8 @@ export function Withdraw() {
   const [error, setError] = useState("");
   // One confirmation at a time: a tap while the fingerprint prompt is open starts no second prompt.
   const sending = useRef(false);
+  /** The request asked about beside an unanswered send alike (unansweredLikeIt), with that send's key. */
+  const askedAboutLike = useRef("");
   const [confirming, setConfirming] = useState(false);
   const available = balance.data?.balances[0]?.available?.amountMinor ?? 0n;
   // The last withdrawal sent, shown again on coming back to the tab (lastSends); an error once.
@@ -168,7 +170,15 @@ export function Withdraw() {
     if (!session) return setError(t("sessionEnded"));
     const keys = await payoutKeysOf(app, session.userId).catch(() => undefined);
     if (!keys) return setError(t("payoutKeysUnsaved"));
-    const again = keys.sentUnanswered(`${amount}|${mpesaPhone}`);
+    const intent = `${amount}|${mpesaPhone}`;
+    const like = unansweredLikeIt(keys, amount, mpesaPhone);
+    // Once for this request beside that send (a later send alike, also unanswered, is asked about again); asked again
+    // as it is, it is a withdrawal of its own. Before, a retry with the payout number typed was a second payout.
+    if (like && askedAboutLike.current !== `${like.key} ${intent}`) {
+      askedAboutLike.current = `${like.key} ${intent}`;
+      return setError(t("payoutMaybeSent", { amount: formatMoney(amount, WALLET_CURRENCY), how: t(like.intent.endsWith("|") ? "numberLeftEmpty" : "numberTyped") }));
+    }
+    const again = keys.sentUnanswered(intent);
     const over = again ? undefined : withdrawalOver(amount, balance.data ? available : undefined, limits.data?.limits ?? []);
     if (over) {
       const words = { left: formatMoney(over.leftMinor, WALLET_CURRENCY), least: formatMoney(least, WALLET_CURRENCY) };

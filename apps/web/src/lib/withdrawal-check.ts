@@ -3,6 +3,7 @@
 // key's step-up, as wallet would refuse the payout after it.
 import type { WithdrawalLimit } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { MPESA_LIMITS } from "@ttip/runtime/mpesa-limits";
+import type { WriteKey } from "./write-key";
 
 /** `belowPayoutMinimum`: what is left is under the least M-Pesa pays out, so no amount would do ("enter KES 0 or less" helps nobody). */
 export type WithdrawalOver =
@@ -17,4 +18,17 @@ export function withdrawalOver(amountMinor: bigint, availableMinor: bigint | und
   if (!limit) return undefined;
   const leftMinor = limit.remaining!.amountMinor;
   return { kind: "limit", limit, leftMinor, belowPayoutMinimum: below(leftMinor) };
+}
+
+/**
+ * A withdrawal of the same amount sent and unanswered (its intent `amount|phone`), with the number left blank where
+ * this one has it typed, or the other way round; undefined when there is none. Blank is the payout number, which the
+ * apps do not know: this may be that payout asked again, which under its own key is a second one (and under the
+ * other's key, a payout to another number answered for it), so the worker is asked first.
+ */
+export function unansweredLikeIt(keys: WriteKey, amountMinor: bigint, phone: string): { intent: string; key: string } | undefined {
+  if (keys.sentUnanswered(`${amountMinor}|${phone}`)) return undefined;
+  const blank = `${amountMinor}|`;
+  const found = keys.unansweredWrites().find(([intent]) => (phone ? intent === blank : intent.startsWith(blank)));
+  return found && { intent: found[0], key: found[1] };
 }

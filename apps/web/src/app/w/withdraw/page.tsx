@@ -18,7 +18,7 @@ import type { WorkerKey } from "../../../lib/worker-i18n";
 import { WorkerNav } from "../nav";
 import { useWrite } from "../../../lib/use-write";
 import { WriteKey } from "../../../lib/write-key";
-import { withdrawalOver } from "../../../lib/withdrawal-check";
+import { unansweredLikeIt, withdrawalOver } from "../../../lib/withdrawal-check";
 import { useT } from "../use-t";
 import { limitWord, payoutWord } from "../words";
 
@@ -107,18 +107,6 @@ function savePayoutKeys(userId: string, keys: WriteKey): void {
 }
 
 /**
- * A withdrawal of the same amount sent and unanswered, with the number left blank where this one has it typed, or the
- * other way round; undefined when there is none. Blank is the payout number, which this screen does not know: this
- * may be that payout asked again, which under its own key is a second one (and under the other's key, a payout to
- * another number answered for it), so the worker is asked first.
- */
-function unansweredLikeIt(keys: WriteKey, amountMinor: bigint, phone: string): string | undefined {
-  if (keys.sentUnanswered(`${amountMinor}|${phone}`)) return undefined;
-  const blank = `${amountMinor}|`;
-  return keys.unansweredWrites().map(([intent]) => intent).find((intent) => (phone ? intent === blank : intent.startsWith(blank)));
-}
-
-/**
  * Withdraw to M-Pesa. M-Pesa's fee is quoted as the amount is typed. The
  * step-up is this browser's device key: made once (WebCrypto, not
  * extractable, kept in IndexedDB) and registered with auth with the PIN,
@@ -191,10 +179,11 @@ export default function Withdraw() {
     // asked again is answered (payment replays it).
     const intent = `${checked.value.amountMinor}|${checked.value.mpesaPhone}`;
     const like = unansweredLikeIt(payoutKeysOf(userId), checked.value.amountMinor, checked.value.mpesaPhone);
-    if (like && askedAboutLike.current !== intent) {
-      // Once: asked again as it is, it is a withdrawal of its own.
-      askedAboutLike.current = intent;
-      setError(t("err_payout_maybe_sent", { amount: formatMoney(checked.value.amountMinor, WALLET_CURRENCY), how: t(like.endsWith("|") ? "numberLeftEmpty" : "numberTyped") }));
+    // Once for this request beside that send (its key: a later send alike, also unanswered, is asked about again).
+    if (like && askedAboutLike.current !== `${like.key} ${intent}`) {
+      // Asked again as it is, it is a withdrawal of its own.
+      askedAboutLike.current = `${like.key} ${intent}`;
+      setError(t("err_payout_maybe_sent", { amount: formatMoney(checked.value.amountMinor, WALLET_CURRENCY), how: t(like.intent.endsWith("|") ? "numberLeftEmpty" : "numberTyped") }));
       return focusProblem(formRef.current, INPUTS, "mpesa_phone");
     }
     const again = payoutKeysOf(userId).sentUnanswered(intent);
