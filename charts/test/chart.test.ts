@@ -102,8 +102,11 @@ describe("helm chart", () => {
       assert.equal(svc.spec.externalTrafficPolicy, "Local", type);
     }
     assert.equal(gatewayService(await render()).spec.externalTrafficPolicy, undefined);
-    // Chosen, for a balancer that cannot tell which nodes run a gateway pod.
-    assert.equal(gatewayService(await render("gateway.service.type=NodePort", "gateway.service.externalTrafficPolicy=Cluster")).spec.externalTrafficPolicy, "Cluster");
+    // Chosen, for a balancer that cannot tell which nodes run a gateway pod: only with no proxy trusted, as every
+    // client is then a node's address, and a trusted one believed each caller's own X-Forwarded-For.
+    const cluster = ["gateway.service.type=NodePort", "gateway.service.externalTrafficPolicy=Cluster"];
+    await assert.rejects(render(...cluster), /gateway.trustedProxies=\[\]/);
+    assert.equal(gatewayService(await render(...cluster, "--set-json=gateway.trustedProxies=[]")).spec.externalTrafficPolicy, "Cluster");
   });
 
   test("otel: off by default; otel.endpoint gives every component the OTLP endpoint, its service name, the sampler (otel.sampleRatio) and egress to the collector", async () => {
