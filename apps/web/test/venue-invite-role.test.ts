@@ -113,12 +113,19 @@ describe("the venue's staff invitation form (chromium)", () => {
     await eventually("the lost answer's error gone, and none in its place", async () => (await page.locator("p.error").count()) === 0);
   });
 
-  test("a new version of the split rule starts as the rule in force: saved to add a note, it changes nothing else", async () => {
+  test("a new version of the split rule starts as the rule in force: saved to add a note, it changes nothing else; with the rule unread, nothing is saved", async () => {
     const venue = await h.venue("Baobab Terrace");
     const api = h.api(VenueService, venue.managerToken);
     await api.setSplitRule({ venueId: venue.id, method: SplitMethod.BY_HOURS, includeManagers: true, idempotencyKey: randomUUID() });
     const page = await h.signedInAs({ accessToken: venue.managerToken });
+    const ruleRead = "**/ttip.venue.v1.VenueService/GetSplitRule";
+    await page.route(ruleRead, (route) => route.fulfill({ status: 503, contentType: "application/json", body: JSON.stringify({ code: "unavailable", message: "venue is restarting" }) }));
     await page.goto(`${h.url}/v/${venue.id}/rules`);
+    await page.getByTestId("rule-in-force").getByText("We cannot reach TTIP", { exact: false }).waitFor({ timeout: 30_000 });
+    // Not read: nothing to start from, so nothing is saved (it would start from blank defaults).
+    assert.equal(await page.getByRole("button", { name: "Put this rule in force" }).isDisabled(), true);
+    await page.unroute(ruleRead);
+    await page.reload();
     await page.getByTestId("rule-words").waitFor({ timeout: 30_000 });
     await page.getByLabel("Why it changes (kept in the audit trail)").fill("same rule, noted");
     await page.getByRole("button", { name: "Put this rule in force" }).click();

@@ -22,6 +22,8 @@ export default function Rules() {
   // A new version starts as the rule in force: from blank defaults, saved to change only its note, it changed the method
   // and dropped the managers, and the next split paid as nobody chose.
   const inForce = current.data?.rule;
+  // Known: read, or none in force yet. Until then nothing is saved, as the form would start from blank defaults.
+  const inForceKnown = current.isSuccess || (current.error !== null && ConnectError.from(current.error).code === Code.NotFound);
   const [chosen, setMethod] = useState<SplitMethod>();
   const method = chosen ?? inForce?.method ?? SplitMethod.EQUAL_ON_SHIFT;
   const percentOf = (memberId: string) => {
@@ -79,8 +81,9 @@ export default function Rules() {
       </section>
       {error ? <p className="error" role="alert">{error}</p> : null}
       {note ? <p role="status">{note}</p> : null}
-      {/* Drawn again for each version in force, so that its fields start from it. */}
-      <form key={inForce?.version ?? 0} onSubmit={submit} noValidate>
+      {/* Drawn again once the rule in force is read, so that its fields start from it; not for each version after (a
+          version made by a save whose answer was lost would wipe what was typed for its retry). */}
+      <form key={inForceKnown ? "from-rule" : "unread"} onSubmit={submit} noValidate>
         <h2>{t("v_newVersion")}</h2>
         <label className="field" htmlFor="method">{t("v_howSplit")}</label>
         {/* Named: the method is part of what the form asks, so another method after a lost answer is another write (its own key). */}
@@ -101,7 +104,7 @@ export default function Rules() {
         <label className="check"><input type="checkbox" name="includeManagers" defaultChecked={inForce?.includeManagers ?? false} /> {t("v_includeManagers")}</label>
         <label className="field" htmlFor="note">{t("v_why_change")}</label>
         <input id="note" name="note" type="text" maxLength={500} />
-        <button type="submit" disabled={write.busy}>{t("v_putInForce")}</button>
+        <button type="submit" disabled={write.busy || !inForceKnown}>{t("v_putInForce")}</button>
       </form>
       <h2>{t("v_earlier")}</h2>
       <div className="table-box"><table data-testid="rule-history">
