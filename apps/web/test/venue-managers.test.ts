@@ -11,7 +11,7 @@ import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { testPhone } from "@ttip/runtime/testing";
-import { eventually, WebHarness } from "./harness.js";
+import { eventually, loseFirstAnswer, WebHarness } from "./harness.js";
 
 /** Fails with what the page shows instead of what was awaited. */
 async function see(page: Page, what: ReturnType<Page["getByText"]>, timeout = 30_000): Promise<void> {
@@ -137,6 +137,23 @@ describe("a venue's co-managers (chromium)", () => {
     // Drawn from that answer in the next render.
     await phone.waitForTimeout(300);
     assert.equal(await phone.getByRole("link", { name: "Venues you manage" }).count(), 0, "no venue left to manage");
+  });
+
+  test("a manager's invitation whose answer was lost, cancelled from the list, then sent again: says it was withdrawn, not 'is invited'", async () => {
+    const venue = await h.venue("Ziwani Lodge");
+    const page = await h.signedInAs({ accessToken: venue.managerToken }, { viewport: { width: 1100, height: 900 }, isMobile: false });
+    await page.goto(`${h.url}/v/${venue.id}/managers`);
+    await loseFirstAnswer(page, "ttip.venue.v1.VenueService/InviteManager");
+    await page.getByLabel("Phone number").fill(testPhone({ format: "07" }));
+    await page.getByLabel("Name", { exact: true }).fill("Wanjala");
+    const sendIt = () => page.getByRole("button", { name: "Send invitation" }).click();
+    await sendIt();
+    await see(page, page.locator("p.error[role=alert]"));
+    await page.getByRole("button", { name: "Cancel Wanjala's invitation" }).click({ timeout: 30_000 });
+    await see(page, page.getByRole("status").filter({ hasText: "Wanjala" }));
+    await sendIt();
+    // Before, "Wanjala is invited, but the SMS could not be sent now": nobody was.
+    await see(page, page.getByRole("status").filter({ hasText: "Wanjala's invitation was withdrawn before this answer came: nobody is invited." }));
   });
 
   test("a manager's invitation is sent again from the managers' page: a new link, the one before no longer works", async () => {

@@ -47,6 +47,8 @@ export const toInvitation = (r: InvitationRow): ManagerInvitation => create(Mana
   phoneMasked: maskPhone(r.phone),
   invitedAt: timestampFromDate(r.invited_at),
   expiresAt: optionalTimestamp(r.expires_at),
+  acceptedAt: optionalTimestamp(r.accepted_at),
+  cancelledAt: optionalTimestamp(r.cancelled_at),
 });
 
 /** The invitation's new link, under the key that asked for it, not yet texted. */

@@ -5,7 +5,7 @@ import type { useSaidWrite } from "./use-said-write";
 import { useVT } from "./use-vt";
 
 /** How an invitation asked again had ended: the words for it. */
-export type InvitationEnd = "v_inviteEndedWithdrawn" | "v_inviteEndedAccepted" | "v_inviteEndedLeft";
+export type InvitationEnd = "v_inviteEndedWithdrawn" | "v_inviteEndedAccepted" | "v_inviteEndedLeft" | "v_managerInviteEndedAccepted";
 
 /**
  * A venue's invitation by phone and name (to its staff, to manage it), on a screen whose writes `write` runs: its

@@ -650,7 +650,12 @@ type ManagerInvitation struct {
 	InvitedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=invited_at,json=invitedAt,proto3" json:"invited_at,omitempty"`
 	// When the link last texted stops working (ResendManagerInvitation texts a
 	// new one).
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// Set once the invitation has ended: accepted (the invitee manages the
+	// venue), or cancelled. InviteManager asked again under its key answers
+	// with it as it is.
+	AcceptedAt    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=accepted_at,json=acceptedAt,proto3" json:"accepted_at,omitempty"`
+	CancelledAt   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=cancelled_at,json=cancelledAt,proto3" json:"cancelled_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -723,6 +728,20 @@ func (x *ManagerInvitation) GetInvitedAt() *timestamppb.Timestamp {
 func (x *ManagerInvitation) GetExpiresAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *ManagerInvitation) GetAcceptedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcceptedAt
+	}
+	return nil
+}
+
+func (x *ManagerInvitation) GetCancelledAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CancelledAt
 	}
 	return nil
 }
@@ -1966,7 +1985,7 @@ const file_ttip_venue_v1_venue_proto_rawDesc = "" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12!\n" +
 	"\fphone_masked\x18\x03 \x01(\tR\vphoneMasked\x12\x15\n" +
-	"\x06is_you\x18\x04 \x01(\bR\x05isYou\"\x8f\x02\n" +
+	"\x06is_you\x18\x04 \x01(\bR\x05isYou\"\x8b\x03\n" +
 	"\x11ManagerInvitation\x12#\n" +
 	"\rinvitation_id\x18\x01 \x01(\tR\finvitationId\x12\x19\n" +
 	"\bvenue_id\x18\x02 \x01(\tR\avenueId\x12!\n" +
@@ -1975,7 +1994,10 @@ const file_ttip_venue_v1_venue_proto_rawDesc = "" +
 	"\n" +
 	"invited_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tinvitedAt\x129\n" +
 	"\n" +
-	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xbb\x02\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12;\n" +
+	"\vaccepted_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"acceptedAt\x12=\n" +
+	"\fcancelled_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vcancelledAt\"\xbb\x02\n" +
 	"\x05Shift\x12\x19\n" +
 	"\bshift_id\x18\x01 \x01(\tR\ashiftId\x12\x19\n" +
 	"\bvenue_id\x18\x02 \x01(\tR\avenueId\x12\x1b\n" +
@@ -2180,39 +2202,41 @@ var file_ttip_venue_v1_venue_proto_depIdxs = []int32{
 	21, // 4: ttip.venue.v1.Member.invitation_expires_at:type_name -> google.protobuf.Timestamp
 	21, // 5: ttip.venue.v1.ManagerInvitation.invited_at:type_name -> google.protobuf.Timestamp
 	21, // 6: ttip.venue.v1.ManagerInvitation.expires_at:type_name -> google.protobuf.Timestamp
-	21, // 7: ttip.venue.v1.Shift.started_at:type_name -> google.protobuf.Timestamp
-	21, // 8: ttip.venue.v1.Shift.ended_at:type_name -> google.protobuf.Timestamp
-	1,  // 9: ttip.venue.v1.Shift.source:type_name -> ttip.venue.v1.ShiftSource
-	21, // 10: ttip.venue.v1.Period.start:type_name -> google.protobuf.Timestamp
-	21, // 11: ttip.venue.v1.Period.end:type_name -> google.protobuf.Timestamp
-	2,  // 12: ttip.venue.v1.SplitRule.method:type_name -> ttip.venue.v1.SplitMethod
-	12, // 13: ttip.venue.v1.SplitRule.fixed_shares:type_name -> ttip.venue.v1.FixedShare
-	21, // 14: ttip.venue.v1.SplitRule.created_at:type_name -> google.protobuf.Timestamp
-	22, // 15: ttip.venue.v1.ShareLine.amount:type_name -> ttip.common.v1.Money
-	10, // 16: ttip.venue.v1.Distribution.period:type_name -> ttip.venue.v1.Period
-	2,  // 17: ttip.venue.v1.Distribution.method:type_name -> ttip.venue.v1.SplitMethod
-	22, // 18: ttip.venue.v1.Distribution.collected:type_name -> ttip.common.v1.Money
-	22, // 19: ttip.venue.v1.Distribution.distributed:type_name -> ttip.common.v1.Money
-	14, // 20: ttip.venue.v1.Distribution.shares:type_name -> ttip.venue.v1.ShareLine
-	3,  // 21: ttip.venue.v1.Distribution.status:type_name -> ttip.venue.v1.DistributionStatus
-	21, // 22: ttip.venue.v1.Distribution.confirmed_at:type_name -> google.protobuf.Timestamp
-	21, // 23: ttip.venue.v1.Distribution.reversed_at:type_name -> google.protobuf.Timestamp
-	16, // 24: ttip.venue.v1.Distribution.notes:type_name -> ttip.venue.v1.DistributionNote
-	4,  // 25: ttip.venue.v1.DistributionNote.kind:type_name -> ttip.venue.v1.DistributionNoteKind
-	22, // 26: ttip.venue.v1.DistributionNote.amount:type_name -> ttip.common.v1.Money
-	10, // 27: ttip.venue.v1.MyShare.period:type_name -> ttip.venue.v1.Period
-	2,  // 28: ttip.venue.v1.MyShare.method:type_name -> ttip.venue.v1.SplitMethod
-	22, // 29: ttip.venue.v1.MyShare.pool_total:type_name -> ttip.common.v1.Money
-	14, // 30: ttip.venue.v1.MyShare.line:type_name -> ttip.venue.v1.ShareLine
-	3,  // 31: ttip.venue.v1.MyShare.status:type_name -> ttip.venue.v1.DistributionStatus
-	21, // 32: ttip.venue.v1.MyShare.confirmed_at:type_name -> google.protobuf.Timestamp
-	21, // 33: ttip.venue.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
-	22, // 34: ttip.venue.v1.ReportLine.shares:type_name -> ttip.common.v1.Money
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	21, // 7: ttip.venue.v1.ManagerInvitation.accepted_at:type_name -> google.protobuf.Timestamp
+	21, // 8: ttip.venue.v1.ManagerInvitation.cancelled_at:type_name -> google.protobuf.Timestamp
+	21, // 9: ttip.venue.v1.Shift.started_at:type_name -> google.protobuf.Timestamp
+	21, // 10: ttip.venue.v1.Shift.ended_at:type_name -> google.protobuf.Timestamp
+	1,  // 11: ttip.venue.v1.Shift.source:type_name -> ttip.venue.v1.ShiftSource
+	21, // 12: ttip.venue.v1.Period.start:type_name -> google.protobuf.Timestamp
+	21, // 13: ttip.venue.v1.Period.end:type_name -> google.protobuf.Timestamp
+	2,  // 14: ttip.venue.v1.SplitRule.method:type_name -> ttip.venue.v1.SplitMethod
+	12, // 15: ttip.venue.v1.SplitRule.fixed_shares:type_name -> ttip.venue.v1.FixedShare
+	21, // 16: ttip.venue.v1.SplitRule.created_at:type_name -> google.protobuf.Timestamp
+	22, // 17: ttip.venue.v1.ShareLine.amount:type_name -> ttip.common.v1.Money
+	10, // 18: ttip.venue.v1.Distribution.period:type_name -> ttip.venue.v1.Period
+	2,  // 19: ttip.venue.v1.Distribution.method:type_name -> ttip.venue.v1.SplitMethod
+	22, // 20: ttip.venue.v1.Distribution.collected:type_name -> ttip.common.v1.Money
+	22, // 21: ttip.venue.v1.Distribution.distributed:type_name -> ttip.common.v1.Money
+	14, // 22: ttip.venue.v1.Distribution.shares:type_name -> ttip.venue.v1.ShareLine
+	3,  // 23: ttip.venue.v1.Distribution.status:type_name -> ttip.venue.v1.DistributionStatus
+	21, // 24: ttip.venue.v1.Distribution.confirmed_at:type_name -> google.protobuf.Timestamp
+	21, // 25: ttip.venue.v1.Distribution.reversed_at:type_name -> google.protobuf.Timestamp
+	16, // 26: ttip.venue.v1.Distribution.notes:type_name -> ttip.venue.v1.DistributionNote
+	4,  // 27: ttip.venue.v1.DistributionNote.kind:type_name -> ttip.venue.v1.DistributionNoteKind
+	22, // 28: ttip.venue.v1.DistributionNote.amount:type_name -> ttip.common.v1.Money
+	10, // 29: ttip.venue.v1.MyShare.period:type_name -> ttip.venue.v1.Period
+	2,  // 30: ttip.venue.v1.MyShare.method:type_name -> ttip.venue.v1.SplitMethod
+	22, // 31: ttip.venue.v1.MyShare.pool_total:type_name -> ttip.common.v1.Money
+	14, // 32: ttip.venue.v1.MyShare.line:type_name -> ttip.venue.v1.ShareLine
+	3,  // 33: ttip.venue.v1.MyShare.status:type_name -> ttip.venue.v1.DistributionStatus
+	21, // 34: ttip.venue.v1.MyShare.confirmed_at:type_name -> google.protobuf.Timestamp
+	21, // 35: ttip.venue.v1.AuditRecord.at:type_name -> google.protobuf.Timestamp
+	22, // 36: ttip.venue.v1.ReportLine.shares:type_name -> ttip.common.v1.Money
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_ttip_venue_v1_venue_proto_init() }

@@ -35,7 +35,11 @@ export default function Managers() {
     const form = e.currentTarget;
     const who = inviting.invitee(form, new FormData(form));
     if (!who) return;
-    inviting.send(form, who.name, [who.phone, who.name], (key) => invite.mutateAsync({ venueId, phone: who.phone, displayName: who.name, idempotencyKey: key }));
+    inviting.send(form, who.name, [who.phone, who.name], async (key) => {
+      const { invitation, invitationSent } = await invite.mutateAsync({ venueId, phone: who.phone, displayName: who.name, idempotencyKey: key });
+      const ended = invitation?.acceptedAt ? "v_managerInviteEndedAccepted" : invitation?.cancelledAt ? "v_inviteEndedWithdrawn" : undefined;
+      return { invitationSent, ended };
+    });
   };
   // Removal takes the venue from them at once: asked once more. Stepping down takes it from the caller, who then
   // has nothing here to see.
